@@ -1,0 +1,5 @@
+import sys
+
+from seqae.cli import main
+
+sys.exit(main())

@@ -1,0 +1,341 @@
+"""Configuration: frozen, keyword-only dataclasses validated on construction and on load.
+
+A YAML file holds only the values that differ from the defaults. Loading rejects an unknown key or a
+wrong type with one line that names the key and what is allowed:
+
+    >>> load_config_dict({"model": {"hiden_dim": 3}})
+    Traceback (most recent call last):
+    ConfigError: model.hiden_dim: unknown key; allowed: ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key and what is allowed."""
+
+
+def _check(cond: bool, key: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {message}")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The sections
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    train: str = "data/fortunes/train.txt"
+    """Training corpus: a local .txt/.jsonl/.csv/.parquet file or folder, or a hub dataset name."""
+    heldout: str | None = "data/fortunes/heldout.txt"
+    """Held-out corpus (same forms as `train`); None splits `heldout_fraction` off the training corpus."""
+    heldout_fraction: float = 0.05
+    """Fraction of the training corpus held out when `heldout` is None."""
+    hub_config: str | None = None
+    """Configuration name of a hub dataset (e.g. wikitext-103-raw-v1)."""
+    train_split: str = "train"
+    """Split of `train` to read (hub datasets and folders of split files)."""
+    heldout_split: str = "validation"
+    """Split of `heldout` to read when it names a hub dataset or a folder of split files."""
+    text_column: str = "text"
+    """Column holding the text in jsonl/csv/parquet/hub data."""
+    encoding_errors: Literal["strict", "replace"] = "strict"
+    """Undecodable bytes: stop with file and line ('strict') or replace and count ('replace')."""
+    max_len: int = 64
+    """Longest sequence in tokens, counting bos and eos."""
+    overlong: Literal["truncate", "skip"] = "truncate"
+    """What to do with longer sequences (counted in the log either way)."""
+    max_tokens: int = 4096
+    """Token budget of a batch: batch size × longest sequence in it."""
+    max_sentences: int | None = None
+    """Upper bound on sequences per batch."""
+    max_train_sentences: int | None = None
+    """Use only the first N training sentences (quick runs)."""
+    eval_sentences: int = 512
+    """Held-out (and training) sentences used by periodic evaluation."""
+
+    def __post_init__(self) -> None:
+        _check(self.max_len >= 3, "data.max_len", f"must be >= 3 (bos, one token, eos), got {self.max_len}")
+        _check(self.max_tokens >= self.max_len, "data.max_tokens", f"must be >= data.max_len ({self.max_len})")
+        _check(0.0 < self.heldout_fraction < 1.0, "data.heldout_fraction", "must be in (0, 1)")
+        _check(self.eval_sentences > 0, "data.eval_sentences", "must be > 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenizerConfig:
+    vocab_size: int = 2000
+    """SentencePiece vocabulary size, reserved ids (pad, unk, bos, eos, mask) included."""
+    model_type: Literal["unigram", "bpe"] = "unigram"
+    """SentencePiece algorithm."""
+    path: str | None = None
+    """An existing SentencePiece model to use instead of training one."""
+
+    def __post_init__(self) -> None:
+        _check(self.vocab_size >= 16, "tokenizer.vocab_size", f"must be >= 16, got {self.vocab_size}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    encoder: Literal["gru", "lstm", "transformer"] = "gru"
+    """Encoder architecture."""
+    decoder: Literal["gru", "lstm", "transformer"] = "gru"
+    """Autoregressive decoder architecture."""
+    embed_dim: int = 256
+    """Token embedding width (shared by encoder input, decoder input and, when tied, the output layer)."""
+    hidden_dim: int = 512
+    """Encoder width (per direction for RNNs; d_model for Transformers)."""
+    decoder_dim: int = 512
+    """Decoder width (RNN hidden size or Transformer d_model)."""
+    encoder_layers: int = 1
+    """Encoder depth."""
+    decoder_layers: int = 1
+    """Decoder depth."""
+    bidirectional: bool = True
+    """Bidirectional RNN encoder."""
+    num_heads: int = 4
+    """Attention heads (Transformers)."""
+    ff_dim: int = 1024
+    """Feed-forward width (Transformers)."""
+    dropout: float = 0.1
+    """Dropout inside encoder and decoder."""
+    pooling: Literal["last", "mean", "attention", "cls"] = "last"
+    """How encoder states are pooled into one vector before the bottleneck projection."""
+    bottleneck_dim: int = 256
+    """Width of the bottleneck vector z."""
+    memory_slots: int = 4
+    """Transformer decoder: z is projected to this many memory vectors it attends to."""
+    word_dropout: float = 0.0
+    """Probability that a decoder input token is replaced by unk in training, so the decoder must use z."""
+    tie_embeddings: bool = True
+    """Tie the output layer to the token embedding."""
+    max_positions: int = 512
+    """Longest sequence the Transformer position table covers."""
+
+    def __post_init__(self) -> None:
+        for name in ("embed_dim", "hidden_dim", "decoder_dim", "encoder_layers", "decoder_layers", "num_heads",
+                     "ff_dim", "bottleneck_dim", "memory_slots", "max_positions"):
+            value = getattr(self, name)
+            _check(value > 0, f"model.{name}", f"must be > 0, got {value}")
+        _check(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
+        _check(0.0 <= self.word_dropout < 1.0, "model.word_dropout", f"must be in [0, 1), got {self.word_dropout}")
+        if self.encoder == "transformer":
+            _check(self.hidden_dim % self.num_heads == 0, "model.hidden_dim",
+                   f"must be divisible by model.num_heads ({self.num_heads})")
+        if self.decoder == "transformer":
+            _check(self.decoder_dim % self.num_heads == 0, "model.decoder_dim",
+                   f"must be divisible by model.num_heads ({self.num_heads})")
+        _check(self.pooling != "cls" or self.encoder == "transformer", "model.pooling",
+               "'cls' needs model.encoder: transformer; allowed for RNN encoders: last, mean, attention")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    seed: int = 0
+    """Seed for initialisation, data order and dropout."""
+    max_steps: int = 2000
+    """Optimizer steps in the whole run."""
+    lr: float = 2e-3
+    """Peak learning rate."""
+    min_lr_ratio: float = 0.05
+    """Final learning rate as a fraction of the peak."""
+    warmup_steps: int = 100
+    """Linear warm-up steps."""
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    """Decay after warm-up."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (not applied to biases, norms and embeddings)."""
+    betas: tuple[float, float] = (0.9, 0.98)
+    """AdamW betas."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (0 turns clipping off)."""
+    grad_accum: int = 1
+    """Batches accumulated per optimizer step."""
+    label_smoothing: float = 0.0
+    """Label smoothing of the token cross-entropy."""
+    log_every: int = 10
+    """Steps between lines of the metrics log."""
+    eval_every: int = 500
+    """Steps between held-out evaluations (0: only at the end)."""
+    checkpoint_every: int = 500
+    """Steps between checkpoints (one is always written at the end)."""
+    keep_checkpoints: int = 2
+    """How many of the newest checkpoints to keep."""
+    beam_size: int = 1
+    """Beam size for final reconstruction (1: greedy)."""
+    threads: int | None = None
+    """torch intra-op threads (None: torch's default)."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+
+    def __post_init__(self) -> None:
+        _check(self.max_steps > 0, "train.max_steps", f"must be > 0, got {self.max_steps}")
+        _check(self.lr > 0, "train.lr", f"must be > 0, got {self.lr}")
+        _check(0.0 <= self.min_lr_ratio <= 1.0, "train.min_lr_ratio", "must be in [0, 1]")
+        _check(self.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
+        _check(self.grad_accum >= 1, "train.grad_accum", "must be >= 1")
+        _check(self.grad_clip >= 0, "train.grad_clip", "must be >= 0")
+        _check(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)")
+        _check(self.log_every > 0, "train.log_every", "must be > 0")
+        _check(self.eval_every >= 0, "train.eval_every", "must be >= 0")
+        _check(self.checkpoint_every > 0, "train.checkpoint_every", "must be > 0")
+        _check(self.keep_checkpoints >= 1, "train.keep_checkpoints", "must be >= 1")
+        _check(self.beam_size >= 1, "train.beam_size", "must be >= 1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """A whole pretraining run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    """Corpus and batching."""
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    """SentencePiece tokenizer."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Architecture."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Optimisation and logging."""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Loading with validation
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if origin is tuple:
+        return "a list of " + ", ".join(_type_name(a) for a in typing.get_args(tp) if a is not Ellipsis)
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`; return it converted (lists to tuples, ints to floats)."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        _check(isinstance(value, Mapping), key, f"expected a mapping of {tp.__name__} fields, got {value!r}")
+        return from_dict(tp, value, prefix=key)
+    if origin is Literal:
+        _check(value in typing.get_args(tp), key, f"got {value!r}; allowed: {_type_name(tp)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _convert(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: got {value!r}; expected {_type_name(tp)}")
+    if tp is type(None):
+        _check(value is None, key, f"expected null, got {value!r}")
+        return None
+    if origin is tuple:
+        _check(isinstance(value, (list, tuple)), key, f"expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        _check(len(value) == len(args), key, f"expected {len(args)} values, got {len(value)}")
+        return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is dict or tp is dict:
+        _check(isinstance(value, Mapping), key, f"expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is float:
+        if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), key, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), key, f"expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        _check(isinstance(value, bool), key, f"expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        _check(isinstance(value, str), key, f"expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config annotation {tp!r} at {key}")
+
+
+def from_dict(cls: type, data: Mapping[str, Any], *, prefix: str = "") -> Any:
+    """Build the dataclass `cls` from a plain mapping; unknown keys and wrong types raise ConfigError."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            raise ConfigError(f"{full}: unknown key; allowed: {', '.join(names)}")
+        kwargs[key] = _convert(value, hints[key], full)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except TypeError as err:  # a required field without a default
+        raise ConfigError(f"{prefix or cls.__name__}: {err}") from None
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain, YAML/JSON-serialisable dict of a config (tuples become lists)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `key.sub=value` overrides (values parsed as YAML) to a nested dict, returning a new dict."""
+    result = yaml.safe_load(yaml.safe_dump(data)) or {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. model.hidden_dim=256")
+        dotted, raw = item.split("=", 1)
+        parts = dotted.strip().split(".")
+        node = result
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {dotted}: {part} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return result
+
+
+def load_config_dict(data: Mapping[str, Any] | None, cls: type = Config) -> Any:
+    """Validate a nested mapping (e.g. parsed YAML) into `cls`."""
+    return from_dict(cls, data or {})
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None, cls: type = Config) -> Any:
+    """Read a YAML config file, apply `--set` overrides, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return load_config_dict(apply_overrides(data, overrides or []), cls)

@@ -1,0 +1,59 @@
+"""Held-out evaluation of a token autoencoder: teacher-forced accuracy and greedy/beam reconstruction."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from seqae.data.batching import TokenBudgetBatcher, collate_tokens
+from seqae.generate import beam_search, greedy_decode
+from seqae.metrics import reconstruction_counts, teacher_forced_accuracy
+
+
+@torch.no_grad()
+def reconstruct_ids(model, tokens: torch.Tensor, lengths: torch.Tensor, *, max_len: int,
+                    beam_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encode then decode: tokens [B, T] -> generated tokens [B, L] and lengths [B]."""
+    was_training = model.training
+    model.eval()
+    z, _, _ = model.encode(tokens, lengths)
+    ids = dict(bos_id=model.bos_id, eos_id=model.eos_id, pad_id=model.pad_id)
+    if beam_size > 1:
+        out = beam_search(model, z, beam_size=beam_size, max_len=max_len, **ids)
+    else:
+        out = greedy_decode(model, z, max_len=max_len, **ids)
+    model.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def evaluate_tokens(model, sequences: Sequence[Sequence[int]], tokenizer=None, *, max_len: int,
+                    beam_size: int = 1, max_tokens: int = 8192) -> dict[str, Any]:
+    """Mean loss, teacher-forced token accuracy, and reconstruction token accuracy / exact match.
+
+    Reconstruction decodes up to `max_len` tokens from z alone (greedy, or beam search when beam_size > 1).
+    """
+    if not sequences:
+        return {"loss": float("nan"), "tf_token_accuracy": float("nan"), "token_accuracy": float("nan"),
+                "exact_match": float("nan"), "sequences": 0}
+    was_training = model.training
+    model.eval()
+    totals = {"loss_sum": 0.0, "tf_correct": 0, "tf_total": 0, "correct": 0, "total": 0, "exact": 0, "sequences": 0}
+    batcher = TokenBudgetBatcher([len(s) for s in sequences], max_tokens=max_tokens, shuffle=False)
+    for batch in batcher.batches(0):
+        tokens, lengths = collate_tokens([sequences[i] for i in batch], model.pad_id)
+        out = model(tokens, lengths)
+        _, stats = model.loss(out)
+        correct, total = teacher_forced_accuracy(out.logits, out.targets, model.pad_id)
+        totals["loss_sum"] += stats["ce"] * total
+        totals["tf_correct"] += correct
+        totals["tf_total"] += total
+        generated, gen_lengths = reconstruct_ids(model, tokens, lengths, max_len=max_len, beam_size=beam_size)
+        for k, v in reconstruction_counts(generated, gen_lengths, tokens, lengths).items():
+            totals[k] += v
+    model.train(was_training)
+    return {"loss": totals["loss_sum"] / totals["tf_total"],
+            "tf_token_accuracy": totals["tf_correct"] / totals["tf_total"],
+            "token_accuracy": totals["correct"] / totals["total"],
+            "exact_match": totals["exact"] / totals["sequences"], "sequences": totals["sequences"]}

@@ -1,0 +1,30 @@
+"""Reconstruction metrics for token sequences. Sequences are `[bos, ..., eos]`; bos is never scored."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def teacher_forced_accuracy(logits: Tensor, targets: Tensor, pad_id: int = 0) -> tuple[int, int]:
+    """logits: [B, T, V], targets: [B, T] -> (correct, total) over real target positions."""
+    real = targets != pad_id
+    return int(((logits.argmax(-1) == targets) & real).sum()), int(real.sum())
+
+
+def reconstruction_counts(generated: Tensor, gen_lengths: Tensor, reference: Tensor,
+                          ref_lengths: Tensor) -> dict[str, int]:
+    """Position-aligned token matches over the reference (eos included) and whole-sequence exact matches.
+
+    generated: [B, L], reference: [B, T], both starting with bos; lengths count bos and eos.
+    """
+    B = reference.shape[0]
+    T = max(generated.shape[1], reference.shape[1])
+    gen = torch.nn.functional.pad(generated, (0, T - generated.shape[1]), value=-1)[:, 1:]
+    ref = torch.nn.functional.pad(reference, (0, T - reference.shape[1]), value=-1)[:, 1:]
+    positions = torch.arange(T - 1)[None, :]
+    in_ref = positions < (ref_lengths - 1)[:, None]  # (B, T-1)
+    in_gen = positions < (gen_lengths - 1)[:, None]
+    same = (gen == ref) & in_ref & in_gen
+    exact = (same.sum(1) == ref_lengths - 1) & (gen_lengths == ref_lengths)
+    return {"correct": int(same.sum()), "total": int(in_ref.sum()), "exact": int(exact.sum()), "sequences": B}

@@ -1,0 +1,104 @@
+"""The token sequence autoencoder: embed -> encoder -> bottleneck z -> autoregressive decoder -> logits.
+
+Dimension letters: B batch, T time, E embedding width, D encoder width, Z bottleneck width, H decoder width,
+V vocabulary. Token sequences are laid out `[bos, t1, ..., tn, eos, pad, ...]` with their lengths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seqae.models.decoders import State
+from seqae.models.encoders import EncoderOutput
+
+
+@dataclass
+class AutoencoderOutput:
+    logits: Tensor
+    """[B, T-1, V] next-token logits for target positions 1..T-1."""
+    targets: Tensor
+    """[B, T-1] target tokens (pad where there is none)."""
+    z: Tensor
+    """[B, Z] bottleneck."""
+    aux: dict[str, Tensor] = field(default_factory=dict)
+    """Regulariser terms, already weighted, to add to the loss."""
+
+
+class TokenAutoencoder(nn.Module):
+    def __init__(self, *, vocab_size: int, embed_dim: int, encoder: nn.Module, bottleneck: nn.Module,
+                 decoder: nn.Module, tie_embeddings: bool = True, word_dropout: float = 0.0,
+                 pad_id: int = 0, unk_id: int = 1, bos_id: int = 2, eos_id: int = 3) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.pad_id, self.unk_id, self.bos_id, self.eos_id = pad_id, unk_id, bos_id, eos_id
+        self.word_dropout = word_dropout
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        nn.init.normal_(self.embedding.weight, std=embed_dim ** -0.5)
+        with torch.no_grad():
+            self.embedding.weight[pad_id].zero_()
+        self.encoder, self.bottleneck, self.decoder = encoder, bottleneck, decoder
+        if tie_embeddings:
+            self.out_proj = nn.Linear(decoder.output_dim, embed_dim)
+            self.out_bias = nn.Parameter(torch.zeros(vocab_size))
+        else:
+            self.out_proj = nn.Linear(decoder.output_dim, vocab_size)
+            self.out_bias = None
+
+    # ---- encoder side
+
+    def encode(self, tokens: Tensor, lengths: Tensor, *, return_layers: bool = False
+               ) -> tuple[Tensor, dict[str, Tensor], EncoderOutput]:
+        """tokens: [B, T], lengths: [B] -> z [B, Z], aux terms, encoder output."""
+        enc = self.encoder(self.embedding(tokens), lengths, return_layers=return_layers)
+        z, aux = self.bottleneck(enc)
+        return z, aux, enc
+
+    # ---- decoder side
+
+    def logits(self, h: Tensor) -> Tensor:
+        """h: [..., H] -> [..., V]."""
+        out = self.out_proj(h)
+        if self.out_bias is not None:
+            out = F.linear(out, self.embedding.weight, self.out_bias)
+        return out
+
+    def _decoder_inputs(self, tokens: Tensor) -> Tensor:
+        inputs = tokens[:, :-1]  # (B, T-1): bos, t1, ..., tn (eos/pad never fed once it is the last)
+        if self.training and self.word_dropout > 0:
+            drop = torch.rand(inputs.shape, device=inputs.device) < self.word_dropout
+            keep = (inputs == self.bos_id) | (inputs == self.pad_id)
+            inputs = inputs.masked_fill(drop & ~keep, self.unk_id)
+        return inputs
+
+    def forward(self, src: Tensor, src_lengths: Tensor, tgt: Tensor | None = None) -> AutoencoderOutput:
+        """Encode `src` ([B, S], lengths [B]) and teacher-force the decoder on `tgt` ([B, T]; default: src)."""
+        tgt = src if tgt is None else tgt
+        z, aux, _ = self.encode(src, src_lengths)
+        h = self.decoder(self.embedding(self._decoder_inputs(tgt)), z)  # (B, T-1, H)
+        return AutoencoderOutput(logits=self.logits(h), targets=tgt[:, 1:], z=z, aux=aux)
+
+    def loss(self, out: AutoencoderOutput, *, label_smoothing: float = 0.0) -> tuple[Tensor, dict[str, float]]:
+        """Mean cross-entropy over real target positions plus the bottleneck's terms."""
+        real = out.targets != self.pad_id
+        ce = F.cross_entropy(out.logits[real], out.targets[real], label_smoothing=label_smoothing)
+        total = ce + sum(out.aux.values(), torch.zeros((), device=ce.device))
+        stats = {"ce": float(ce.detach()), "tokens": int(real.sum())}
+        stats.update({k: float(v.detach()) for k, v in out.aux.items()})
+        return total, stats
+
+    # ---- step-by-step generation (see seqae.generate)
+
+    def start(self, z: Tensor) -> State:
+        return self.decoder.start(z)
+
+    def step(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
+        """prev: [B] previous tokens -> log-probabilities [B, V] of the next one."""
+        h, state = self.decoder.step(self.embedding(prev), state)
+        return torch.log_softmax(self.logits(h).float(), dim=-1), state
+
+    def reorder(self, state: State, index: Tensor) -> State:
+        return self.decoder.reorder(state, index)

@@ -1,0 +1,111 @@
+"""Transformer building blocks: pre-LayerNorm blocks on `scaled_dot_product_attention`, with a KV cache.
+
+Dimension letters: B batch, T query time, S key time, D model width, H heads, K head width (D = H·K).
+Masks are boolean with True where a position takes part (SDPA's convention).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def lengths_to_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
+    """lengths: [B] -> mask [B, T], True at real positions."""
+    max_len = int(lengths.max()) if max_len is None else max_len
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class MultiHeadAttention(nn.Module):
+    """Self- or cross-attention. With `cache`, keys/values of earlier steps are kept and extended."""
+
+    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0, *, cross: bool = False) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.cross = cross
+        self.dropout = dropout
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def _split(self, x: Tensor) -> Tensor:
+        B, T, D = x.shape
+        return x.view(B, T, self.num_heads, D // self.num_heads).transpose(1, 2)  # (B, H, T, K)
+
+    def forward(self, x: Tensor, *, memory: Tensor | None = None, key_mask: Tensor | None = None,
+                causal: bool = False, cache: dict[str, Tensor] | None = None) -> Tensor:
+        """x: [B, T, D]; memory: [B, S, D] for cross-attention; key_mask: [B, S]. Returns [B, T, D].
+
+        `cache` (a dict, mutated): for self-attention it accumulates keys/values of the steps seen so far, so
+        a step of one query attends to the whole prefix; for cross-attention it holds the memory's keys/values.
+        """
+        B, T, D = x.shape
+        q = self._split(self.q(x))  # (B, H, T, K)
+        if cache is not None and self.cross and "k" in cache:
+            k, v = cache["k"], cache["v"]
+        else:
+            source = memory if self.cross else x
+            k, v = (self._split(t) for t in self.kv(source).chunk(2, dim=-1))  # (B, H, S, K) each
+            if cache is not None:
+                if not self.cross and "k" in cache:
+                    k = torch.cat([cache["k"], k], dim=2)
+                    v = torch.cat([cache["v"], v], dim=2)
+                cache["k"], cache["v"] = k, v
+        mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, S)
+        is_causal = causal and T > 1
+        if is_causal and k.shape[2] != T:  # a block of queries after a cached prefix
+            offset = k.shape[2] - T
+            mask = torch.ones(T, k.shape[2], dtype=torch.bool, device=x.device).tril(offset)
+            is_causal = False
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).reshape(B, T, D)  # (B, T, D)
+        return self.out(y)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, ff_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, ff_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_dim, dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class EncoderBlock(nn.Module):
+    """Pre-LN: x + SelfAttn(LN(x)), then x + FF(LN(x))."""
+
+    def __init__(self, dim: int, num_heads: int, ff_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = MultiHeadAttention(dim, num_heads, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ff = FeedForward(dim, ff_dim, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, key_mask: Tensor | None) -> Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), key_mask=key_mask))
+        return x + self.drop(self.ff(self.norm2(x)))
+
+
+class DecoderBlock(nn.Module):
+    """Pre-LN: causal self-attention, cross-attention to a memory, feed-forward."""
+
+    def __init__(self, dim: int, num_heads: int, ff_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.self_attn = MultiHeadAttention(dim, num_heads, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.cross_attn = MultiHeadAttention(dim, num_heads, dropout, cross=True)
+        self.norm3 = nn.LayerNorm(dim)
+        self.ff = FeedForward(dim, ff_dim, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, memory: Tensor, memory_mask: Tensor | None,
+                cache: dict[str, dict[str, Tensor]] | None = None) -> Tensor:
+        self_cache = None if cache is None else cache.setdefault("self", {})
+        cross_cache = None if cache is None else cache.setdefault("cross", {})
+        x = x + self.drop(self.self_attn(self.norm1(x), causal=True, cache=self_cache))
+        x = x + self.drop(self.cross_attn(self.norm2(x), memory=memory, key_mask=memory_mask, cache=cross_cache))
+        return x + self.drop(self.ff(self.norm3(x)))

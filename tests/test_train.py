@@ -1,0 +1,105 @@
+"""The training loop: exact resume, schedules, checkpoints that refuse corruption and pickled code."""
+
+import json
+import pickle
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqae.checkpoint import CheckpointError, checkpoint_path, list_checkpoints, load_checkpoint, load_latest
+from seqae.config import ConfigError, load_config_dict
+from seqae.train import lr_at, pretrain
+
+
+def tiny_config(repo: Path, **train):
+    return load_config_dict({
+        "data": {"train": str(repo / "data/fortunes/train.txt"), "heldout": str(repo / "data/fortunes/heldout.txt"),
+                 "max_train_sentences": 96, "max_len": 24, "max_tokens": 256, "eval_sentences": 16},
+        "tokenizer": {"vocab_size": 120},
+        "model": {"embed_dim": 16, "hidden_dim": 16, "decoder_dim": 16, "bottleneck_dim": 8,
+                  "dropout": 0.1, "word_dropout": 0.1},  # dropout and word dropout: the RNG state must be restored
+        "train": {"max_steps": 12, "warmup_steps": 2, "log_every": 1, "eval_every": 5, "checkpoint_every": 4,
+                  "progress": False, **train},
+    })
+
+
+def losses(run_dir: Path) -> list[tuple[int, float]]:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in records if "loss" in r and "eval" not in r]
+
+
+@pytest.mark.parametrize("train", [{}, {"grad_accum": 2}], ids=["plain", "grad_accum"])
+def test_resume_reproduces_logged_losses_exactly(repo, tmp_path, train):
+    config = tiny_config(repo, **train)
+    reference = pretrain(config, tmp_path / "reference")
+    crashed = tmp_path / "crashed"
+    assert pretrain(config, crashed, stop_after=7) == {}  # dies after step 7; last checkpoint at step 4
+    assert [p.name for p in list_checkpoints(crashed)] == ["step_00000004.pt"]
+    assert max(step for step, _ in losses(crashed)) == 7
+    resumed = pretrain(config, crashed)
+    assert losses(crashed) == losses(tmp_path / "reference")  # exact equality, step by step
+    assert len(losses(crashed)) == 12
+    assert resumed == reference
+
+
+def test_resume_refuses_another_config(repo, tmp_path):
+    pretrain(tiny_config(repo, max_steps=2), tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"another config \(differs in: train.lr\)"):
+        pretrain(tiny_config(repo, max_steps=2, lr=0.5), tmp_path / "run")
+
+
+def test_metrics_and_checkpoints_written(repo, tmp_path):
+    metrics = pretrain(tiny_config(repo, keep_checkpoints=2), tmp_path / "run")
+    for key in ("train_exact_match", "heldout_exact_match", "heldout_token_accuracy"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == metrics
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step_00000008.pt", "step_00000012.pt"]
+    ckpt = load_checkpoint(checkpoint_path(tmp_path / "run", 12))
+    assert ckpt["format_version"] == 1 and ckpt["step"] == 12 and ckpt["config"]["train"]["max_steps"] == 12
+    assert set(ckpt) >= {"model", "optimizer", "rng", "data", "config"}
+
+
+def test_corrupt_latest_checkpoint_falls_back_with_warning(repo, tmp_path):
+    run = tmp_path / "run"
+    pretrain(tiny_config(repo), run)
+    newest = checkpoint_path(run, 12)
+    newest.write_bytes(newest.read_bytes()[:100])  # truncated
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ckpt = load_latest(run)
+    assert ckpt["step"] == 8
+    message = str(caught[0].message)
+    assert "step_00000012.pt" in message and "checksum mismatch" in message and "step_00000008.pt" in message
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (Path.touch, (Path(self.target),))
+
+
+def test_malicious_pickle_is_refused_without_running(tmp_path):
+    marker = tmp_path / "pwned"
+    exploit = _Exploit()
+    exploit.target = str(marker)
+    path = checkpoint_path(tmp_path, 1)
+    path.parent.mkdir(parents=True)
+    torch.save({"format_version": 1, "step": 1, "model": exploit}, path)
+    import hashlib
+    path.with_name(path.name + ".sha256").write_text(hashlib.sha256(path.read_bytes()).hexdigest())
+    with pytest.raises(CheckpointError, match="refused to load"):
+        load_checkpoint(path)
+    assert not marker.exists()
+    with open(path, "rb"):  # and the plain pickle really would have run it
+        pass
+    assert pickle.dumps(exploit)
+
+
+def test_learning_rate_schedule():
+    cfg = tiny_config(Path("."), max_steps=100, warmup_steps=10, lr=1.0, min_lr_ratio=0.1).train
+    assert lr_at(0, cfg) == pytest.approx(0.1)
+    assert lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(10, cfg) == pytest.approx(1.0)
+    assert lr_at(100, cfg) == pytest.approx(0.1)
+    assert lr_at(55, cfg) == pytest.approx(0.55)  # cosine midpoint between 1.0 and 0.1
