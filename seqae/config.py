@@ -196,6 +196,8 @@ class TrainConfig:
 class Config:
     """A whole pretraining run."""
 
+    task: Literal["text"] = "text"
+    """What is autoencoded: SentencePiece token sequences."""
     data: DataConfig = field(default_factory=DataConfig)
     """Corpus and batching."""
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
@@ -204,6 +206,8 @@ class Config:
     """Architecture."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Optimisation and logging."""
+    noise: tuple[dict[str, Any], ...] = ()
+    """Denoising: corruptions applied to the encoder's input, each `{type: NAME, prob: P, ...}` (seqae.noise)."""
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -249,7 +253,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
         _check(len(value) == len(args), key, f"expected {len(args)} values, got {len(value)}")
         return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if origin is dict or tp is dict:
+    if origin is dict or tp is dict:  # free-form section, validated by its owner (e.g. a noise spec)
         _check(isinstance(value, Mapping), key, f"expected a mapping, got {value!r}")
         return dict(value)
     if tp is Any:

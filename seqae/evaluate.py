@@ -28,7 +28,7 @@ def reconstruct_ids(model, tokens: torch.Tensor, lengths: torch.Tensor, *, max_l
 
 
 @torch.no_grad()
-def evaluate_tokens(model, sequences: Sequence[Sequence[int]], tokenizer=None, *, max_len: int,
+def evaluate_tokens(model, sequences: Sequence[Sequence[int]], *, max_len: int,
                     beam_size: int = 1, max_tokens: int = 8192) -> dict[str, Any]:
     """Mean loss, teacher-forced token accuracy, and reconstruction token accuracy / exact match.
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +21,7 @@ from tqdm import tqdm
 
 from seqae.checkpoint import load_latest, save_checkpoint
 from seqae.config import Config, ConfigError, load_config_dict, to_dict
-from seqae.data.batching import TokenBudgetBatcher, collate_tokens
-from seqae.data.text import encode_lines, load_text_lines
-from seqae.evaluate import evaluate_tokens
-from seqae.models.builder import build_token_autoencoder
-from seqae.tokenizer import Tokenizer, train_tokenizer
-
-
-@dataclass
-class TextData:
-    train: list[list[int]]
-    heldout: list[list[int]]
-    stats: dict[str, Any]
+from seqae.data.batching import TokenBudgetBatcher
 
 
 def lr_at(step: int, cfg) -> float:
@@ -70,42 +58,6 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def prepare_text(config: Config, run_dir: Path) -> tuple[Tokenizer, TextData]:
-    """Read the corpora, train (or load) the tokenizer, encode; every skip is counted in the stats."""
-    d = config.data
-    train_lines, train_stats = load_text_lines(d.train, split=d.train_split, text_column=d.text_column,
-                                               hub_config=d.hub_config, encoding_errors=d.encoding_errors)
-    if d.max_train_sentences is not None:
-        train_lines = train_lines[: d.max_train_sentences]
-    if d.heldout is None:
-        cut = max(1, round(len(train_lines) * d.heldout_fraction))
-        train_lines, heldout_lines, heldout_stats = train_lines[cut:], train_lines[:cut], None
-    else:
-        heldout_lines, heldout_stats = load_text_lines(d.heldout, split=d.heldout_split, text_column=d.text_column,
-                                                       hub_config=d.hub_config, encoding_errors=d.encoding_errors)
-    tokenizer = _tokenizer(config, run_dir, train_lines)
-    train, train_enc = encode_lines(train_lines, tokenizer, max_len=d.max_len, overlong=d.overlong)
-    heldout, heldout_enc = encode_lines(heldout_lines, tokenizer, max_len=d.max_len, overlong=d.overlong)
-    stats = {"train_read": train_stats.as_dict(), "train_encode": train_enc.as_dict(),
-             "heldout_read": heldout_stats.as_dict() if heldout_stats else "split from train",
-             "heldout_encode": heldout_enc.as_dict(), "train_sequences": len(train), "heldout_sequences": len(heldout)}
-    if not train:
-        raise ConfigError(f"data.train: no usable sentences in {d.train} ({stats})")
-    return tokenizer, TextData(train=train, heldout=heldout, stats=stats)
-
-
-def _tokenizer(config: Config, run_dir: Path, lines: list[str]) -> Tokenizer:
-    path = run_dir / "tokenizer.model"
-    if path.is_file():
-        return Tokenizer.load(path)
-    if config.tokenizer.path is not None:
-        source = Tokenizer.load(config.tokenizer.path)
-        path.write_bytes(source.serialized())
-        return Tokenizer.load(path)
-    return train_tokenizer(lines, run_dir / "tokenizer", vocab_size=config.tokenizer.vocab_size,
-                           model_type=config.tokenizer.model_type, seed=config.train.seed)
-
-
 def make_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
     """AdamW; no weight decay on biases, norms and embeddings."""
     decay, no_decay = [], []
@@ -130,6 +82,13 @@ class _Log:
             f.write(json.dumps(record) + "\n")
 
 
+def build_task(config: Config, run_dir: Path):
+    """The task object for `config.task` (text now; speech tasks plug in the same way)."""
+    from seqae.tasks.text import TextTask
+
+    return TextTask(config, run_dir)
+
+
 def pretrain(config: Config, run_dir: str | Path, *, stop_after: int | None = None) -> dict[str, Any]:
     """Train or resume; returns the final metrics (also written to run_dir/metrics.json).
 
@@ -141,13 +100,12 @@ def pretrain(config: Config, run_dir: str | Path, *, stop_after: int | None = No
     if t.threads:
         torch.set_num_threads(t.threads)
     torch.manual_seed(t.seed)
-    tokenizer, data = prepare_text(config, run_dir)
-    (run_dir / "data_stats.json").write_text(json.dumps(data.stats, indent=2))
-    print(f"data: {data.stats['train_sequences']} train / {data.stats['heldout_sequences']} held-out sequences; "
-          f"vocab {tokenizer.vocab_size}; details in {run_dir / 'data_stats.json'}")
-    model = build_token_autoencoder(config.model, tokenizer.vocab_size)
+    task = build_task(config, run_dir)
+    model = task.model
+    (run_dir / "data_stats.json").write_text(json.dumps(task.data.stats, indent=2))
+    print(f"{task.summary()}; details in {run_dir / 'data_stats.json'}")
     optimizer = make_optimizer(model, t)
-    batcher = TokenBudgetBatcher([len(s) for s in data.train], max_tokens=config.data.max_tokens,
+    batcher = TokenBudgetBatcher(task.train_lengths(), max_tokens=config.data.max_tokens,
                                  max_sentences=config.data.max_sentences, shuffle=True, seed=t.seed)
     step, epoch, batch_index = 0, 0, 0
     ckpt = load_latest(run_dir)
@@ -180,10 +138,9 @@ def pretrain(config: Config, run_dir: str | Path, *, stop_after: int | None = No
             if batch_index >= len(batches):
                 epoch, batch_index = epoch + 1, 0
                 batches = batcher.batches(epoch)
-            tokens, lengths = collate_tokens([data.train[i] for i in batches[batch_index]], tokenizer.pad_id)
+            batch = task.batch(batches[batch_index], epoch)
             batch_index += 1
-            out = model(tokens, lengths)
-            loss, stats = model.loss(out, label_smoothing=t.label_smoothing)
+            loss, stats = task.loss(batch)
             (loss / t.grad_accum).backward()
             losses.append(float(loss.detach()))
             for k, v in stats.items():
@@ -207,26 +164,14 @@ def pretrain(config: Config, run_dir: str | Path, *, stop_after: int | None = No
             window_tokens, window_start = 0, time.perf_counter()
         bar.update(1)
         if t.eval_every and step % t.eval_every == 0 and step < t.max_steps:
-            result = evaluate_tokens(model, data.heldout[: config.data.eval_sentences], tokenizer,
-                                     max_len=config.data.max_len)
-            log.write({"step": step, "eval": "heldout", **result})
+            for split, result in task.evaluate(limit=config.data.eval_sentences).items():
+                log.write({"step": step, "eval": split, **result})
             model.train()
         if step % t.checkpoint_every == 0 or step == t.max_steps:
             checkpoint()
     bar.close()
-    return finish(config, run_dir, model, tokenizer, data, log)
-
-
-def finish(config: Config, run_dir: Path, model, tokenizer: Tokenizer, data: TextData, log: _Log) -> dict[str, Any]:
-    """Final evaluation on the held-out set and the training set; writes metrics.json."""
-    kw = {"max_len": config.data.max_len, "beam_size": config.train.beam_size}
-    heldout = evaluate_tokens(model, data.heldout, tokenizer, **kw)
-    train = evaluate_tokens(model, data.train, tokenizer, **kw)
-    metrics = {"step": config.train.max_steps,
-               "train_exact_match": train["exact_match"], "train_token_accuracy": train["token_accuracy"],
-               "heldout_exact_match": heldout["exact_match"], "heldout_token_accuracy": heldout["token_accuracy"],
-               "heldout_tf_token_accuracy": heldout["tf_token_accuracy"], "heldout_loss": heldout["loss"],
-               "train_sequences": len(data.train), "heldout_sequences": len(data.heldout)}
-    log.write({"step": config.train.max_steps, "eval": "final", **metrics})
+    model.eval()
+    metrics = {"step": t.max_steps, **task.final_metrics()}
+    log.write({"eval": "final", **metrics})
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -1,0 +1,123 @@
+"""The text task: SentencePiece sequences in, the same (clean) sequences out.
+
+A task owns its data and model and tells the training loop how to batch, score and evaluate them; the loop in
+`seqae.train` is the same for every task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seqae.config import Config, ConfigError
+from seqae.data.batching import collate_tokens
+from seqae.data.text import encode_lines, load_text_lines
+from seqae.evaluate import evaluate_tokens
+from seqae.models.builder import build_token_autoencoder
+from seqae.noise.pipeline import NoisePipeline
+from seqae.tokenizer import Tokenizer, train_tokenizer
+
+
+@dataclass
+class TextData:
+    train: list[list[int]]
+    heldout: list[list[int]]
+    stats: dict[str, Any]
+
+
+def prepare_text(config: Config, run_dir: Path) -> tuple[Tokenizer, TextData]:
+    """Read the corpora, train (or load) the tokenizer, encode; every skip is counted in the stats."""
+    d = config.data
+    read = dict(text_column=d.text_column, hub_config=d.hub_config, encoding_errors=d.encoding_errors)
+    train_lines, train_stats = load_text_lines(d.train, split=d.train_split, **read)
+    if d.max_train_sentences is not None:
+        train_lines = train_lines[: d.max_train_sentences]
+    if d.heldout is None:
+        cut = max(1, round(len(train_lines) * d.heldout_fraction))
+        train_lines, heldout_lines, heldout_stats = train_lines[cut:], train_lines[:cut], None
+    else:
+        heldout_lines, heldout_stats = load_text_lines(d.heldout, split=d.heldout_split, **read)
+    tokenizer = _tokenizer(config, run_dir, train_lines)
+    train, train_enc = encode_lines(train_lines, tokenizer, max_len=d.max_len, overlong=d.overlong)
+    heldout, heldout_enc = encode_lines(heldout_lines, tokenizer, max_len=d.max_len, overlong=d.overlong)
+    stats = {"train_read": train_stats.as_dict(), "train_encode": train_enc.as_dict(),
+             "heldout_read": heldout_stats.as_dict() if heldout_stats else "split from train",
+             "heldout_encode": heldout_enc.as_dict(), "train_sequences": len(train), "heldout_sequences": len(heldout)}
+    if not train:
+        raise ConfigError(f"data.train: no usable sentences in {d.train}")
+    return tokenizer, TextData(train=train, heldout=heldout, stats=stats)
+
+
+def _tokenizer(config: Config, run_dir: Path, lines: list[str]) -> Tokenizer:
+    path = run_dir / "tokenizer.model"
+    if path.is_file():
+        return Tokenizer.load(path)
+    if config.tokenizer.path is not None:
+        path.write_bytes(Tokenizer.load(config.tokenizer.path).serialized())
+        return Tokenizer.load(path)
+    return train_tokenizer(lines, run_dir / "tokenizer", vocab_size=config.tokenizer.vocab_size,
+                           model_type=config.tokenizer.model_type, seed=config.train.seed)
+
+
+def build_noise(specs, kind: str) -> NoisePipeline | None:
+    """The noise pipeline of a config (None when it lists no noise); errors become ConfigError naming `noise`."""
+    if not specs:
+        return None
+    try:
+        return NoisePipeline.from_config(specs, kind=kind)
+    except ValueError as err:
+        raise ConfigError(f"noise: {err}") from None
+
+
+class TextTask:
+    """Token autoencoder on a text corpus, denoising when the config lists noises."""
+
+    def __init__(self, config: Config, run_dir: Path) -> None:
+        self.config = config
+        self.tokenizer, self.data = prepare_text(config, run_dir)
+        self.noise = build_noise(config.noise, "tokens")
+        self.model = build_token_autoencoder(config.model, self.tokenizer.vocab_size)
+        self._noise_context = {"vocab_size": self.tokenizer.vocab_size, "word_start": self.tokenizer.word_start_mask()}
+
+    def summary(self) -> str:
+        noise = f"; noise: {self.noise.describe()}" if self.noise else ""
+        return (f"data: {len(self.data.train)} train / {len(self.data.heldout)} held-out sequences; "
+                f"vocab {self.tokenizer.vocab_size}{noise}")
+
+    def train_lengths(self) -> list[int]:
+        return [len(s) for s in self.data.train]
+
+    def corrupt(self, seq: list[int], *, epoch: int, index: int) -> tuple[list[int], list[int]]:
+        """(input, target) for one training sequence: the noise of (seed, epoch, index), or the clean pair."""
+        if self.noise is None:
+            return seq, seq
+        inputs, targets = self.noise(torch.tensor(seq), seed=self.config.train.seed, epoch=epoch, index=index,
+                                     **self._noise_context)
+        return inputs.tolist(), targets.tolist()
+
+    def batch(self, indices: list[int], epoch: int) -> dict[str, torch.Tensor]:
+        pairs = [self.corrupt(self.data.train[i], epoch=epoch, index=i) for i in indices]
+        src, src_lengths = collate_tokens([p[0] for p in pairs], self.tokenizer.pad_id)
+        tgt, _ = collate_tokens([p[1] for p in pairs], self.tokenizer.pad_id)
+        return {"src": src, "src_lengths": src_lengths, "tgt": tgt}
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        out = self.model(batch["src"], batch["src_lengths"], batch["tgt"])
+        return self.model.loss(out, label_smoothing=self.config.train.label_smoothing)
+
+    def evaluate(self, limit: int | None = None) -> dict[str, dict[str, Any]]:
+        """Reconstruction of held-out and training sequences (the first `limit` of each)."""
+        kw = {"max_len": self.config.data.max_len, "beam_size": self.config.train.beam_size if limit is None else 1}
+        return {split: evaluate_tokens(self.model, seqs[:limit], **kw)
+                for split, seqs in (("heldout", self.data.heldout), ("train", self.data.train))}
+
+    def final_metrics(self) -> dict[str, Any]:
+        result = self.evaluate()
+        heldout, train = result["heldout"], result["train"]
+        return {"train_exact_match": train["exact_match"], "train_token_accuracy": train["token_accuracy"],
+                "heldout_exact_match": heldout["exact_match"], "heldout_token_accuracy": heldout["token_accuracy"],
+                "heldout_tf_token_accuracy": heldout["tf_token_accuracy"], "heldout_loss": heldout["loss"],
+                "train_sequences": len(self.data.train), "heldout_sequences": len(self.data.heldout)}

@@ -1,0 +1,50 @@
+"""Each recipe runs end to end in debug mode on local data, the way a user runs it."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+TEXT_KEYS = ("train_exact_match", "heldout_exact_match", "heldout_token_accuracy")
+
+
+def run_recipe(repo, name, *args):
+    env = {**os.environ, "TQDM_DISABLE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([str(repo / "recipes" / name / "run.sh"), "--debug", *args], cwd=repo, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result
+
+
+def test_fortunes_debug_end_to_end(repo, tmp_path):
+    out = tmp_path / "fortunes"
+    run_recipe(repo, "fortunes", "--out", str(out))
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in TEXT_KEYS:
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["train_exact_match"] > 0.5  # it memorises most of its 64 sentences in the debug budget
+    assert (out / "reconstructions.txt").read_text().count("\n") == 40  # 20 inputs, 20 reconstructions
+    assert (out / "data" / "train.txt").stat().st_size > 0
+
+
+def test_wikitext103_debug_from_a_local_tree_laid_out_like_the_hub(repo, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    tree = tmp_path / "wikitext" / "wikitext-103-raw-v1"
+    tree.mkdir(parents=True)
+    paragraph = (" The castle was built in 1120 @-@ 1135 . It stood on a hill above the river . "
+                 "Its walls were made of local stone and were three metres thick . ")
+    lines = ["", " = Castle = ", "", paragraph, "", " = = History = = ", paragraph.replace("castle", "tower")]
+    datasets.Dataset.from_dict({"text": lines * 60}).to_parquet(str(tree / "train-00000-of-00002.parquet"))
+    datasets.Dataset.from_dict({"text": lines * 60}).to_parquet(str(tree / "train-00001-of-00002.parquet"))
+    datasets.Dataset.from_dict({"text": lines * 4}).to_parquet(str(tree / "validation-00000-of-00001.parquet"))
+    datasets.Dataset.from_dict({"text": lines * 4}).to_parquet(str(tree / "test-00000-of-00001.parquet"))
+    out = tmp_path / "wt"
+    result = run_recipe(repo, "wikitext103", "--out", str(out), "--source", str(tree.parent))
+    assert "train: 840 lines read (360 empty skipped), 240 headings dropped" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in TEXT_KEYS:
+        assert 0.0 <= metrics[key] <= 1.0
+    sentences = (out / "data" / "train.txt").read_text().splitlines()
+    assert "The castle was built in 1120-1135 ." in sentences
+    assert not any("=" in s for s in sentences)
