@@ -62,13 +62,40 @@ class DataConfig:
     max_train_sentences: int | None = None
     """Use only the first N training sentences (quick runs)."""
     eval_sentences: int = 512
-    """Held-out (and training) sentences used by periodic evaluation."""
+    """Held-out (and training) sequences used by periodic evaluation."""
+    strict: bool = False
+    """Stop at the first bad item (unreadable audio, ...) instead of skipping and counting it."""
 
     def __post_init__(self) -> None:
         _check(self.max_len >= 3, "data.max_len", f"must be >= 3 (bos, one token, eos), got {self.max_len}")
         _check(self.max_tokens >= self.max_len, "data.max_tokens", f"must be >= data.max_len ({self.max_len})")
         _check(0.0 < self.heldout_fraction < 1.0, "data.heldout_fraction", "must be in (0, 1)")
         _check(self.eval_sentences > 0, "data.eval_sentences", "must be > 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureConfig:
+    kind: Literal["logmel", "mfcc", "fbank"] = "logmel"
+    """Speech features computed with torchaudio."""
+    sample_rate: int = 16000
+    """Audio is resampled to this rate."""
+    n_mels: int = 80
+    """Mel bins (logmel, fbank)."""
+    n_mfcc: int = 13
+    """Cepstral coefficients (mfcc)."""
+    win_ms: float = 25.0
+    """Window length in milliseconds."""
+    hop_ms: float = 10.0
+    """Hop between frames in milliseconds."""
+    cmvn: bool = True
+    """Normalise with global mean/variance statistics of the training set (stored with the model)."""
+    cache_dir: str | None = None
+    """Where computed features are cached (default: <run_dir>/features)."""
+
+    def __post_init__(self) -> None:
+        _check(self.sample_rate > 0, "features.sample_rate", "must be > 0")
+        _check(self.n_mels > 0 and self.n_mfcc > 0, "features.n_mels", "n_mels and n_mfcc must be > 0")
+        _check(0 < self.hop_ms <= self.win_ms, "features.hop_ms", "must be in (0, features.win_ms]")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,6 +147,18 @@ class ModelConfig:
     """Tie the output layer to the token embedding."""
     max_positions: int = 512
     """Longest sequence the Transformer position table covers."""
+    frontend: Literal["linear", "conv2", "conv4"] = "linear"
+    """Speech: frame front end before the encoder (linear, or convolutional subsampling in time by 2 or 4)."""
+    reduction_factor: int = 1
+    """Speech: frames the decoder predicts per step."""
+    prenet_dim: int = 256
+    """Speech: width of the decoder prenet that reads the fed-back frames."""
+    prenet_dropout: float = 0.5
+    """Speech: dropout in the prenet (kept on in training) so the decoder must rely on z."""
+    frame_loss: Literal["mse", "l1"] = "mse"
+    """Speech: reconstruction loss on real frames."""
+    stop_weight: float = 1.0
+    """Speech: weight of the stop (end-of-sequence) predictor's loss."""
 
     def __post_init__(self) -> None:
         for name in ("embed_dim", "hidden_dim", "decoder_dim", "encoder_layers", "decoder_layers", "num_heads",
@@ -134,6 +173,9 @@ class ModelConfig:
         if self.decoder == "transformer":
             _check(self.decoder_dim % self.num_heads == 0, "model.decoder_dim",
                    f"must be divisible by model.num_heads ({self.num_heads})")
+        _check(self.reduction_factor >= 1, "model.reduction_factor", f"must be >= 1, got {self.reduction_factor}")
+        _check(0.0 <= self.prenet_dropout < 1.0, "model.prenet_dropout", "must be in [0, 1)")
+        _check(self.stop_weight >= 0, "model.stop_weight", "must be >= 0")
         _check(self.pooling != "cls" or self.encoder == "transformer", "model.pooling",
                "'cls' needs model.encoder: transformer; allowed for RNN encoders: last, mean, attention")
 
@@ -196,12 +238,14 @@ class TrainConfig:
 class Config:
     """A whole pretraining run."""
 
-    task: Literal["text"] = "text"
-    """What is autoencoded: SentencePiece token sequences."""
+    task: Literal["text", "speech"] = "text"
+    """What is autoencoded: SentencePiece token sequences (text) or feature frames (speech)."""
     data: DataConfig = field(default_factory=DataConfig)
     """Corpus and batching."""
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    """SentencePiece tokenizer."""
+    """SentencePiece tokenizer (text)."""
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    """Audio features (speech)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """Architecture."""
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -83,7 +83,11 @@ class _Log:
 
 
 def build_task(config: Config, run_dir: Path):
-    """The task object for `config.task` (text now; speech tasks plug in the same way)."""
+    """The task object for `config.task`."""
+    if config.task == "speech":
+        from seqae.tasks.speech import SpeechTask
+
+        return SpeechTask(config, run_dir)
     from seqae.tasks.text import TextTask
 
     return TextTask(config, run_dir)

@@ -75,7 +75,7 @@ def trimmed(tokens: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
     return [tokens[b, : int(lengths[b])].tolist() for b in range(tokens.shape[0])]
 
 
-# ---- a scripted model: the next-token distribution is looked up from the prefix
+# ---- scripted models: the next-token distribution is a function of the prefix, so answers are known
 
 
 class ScriptedModel:
@@ -96,6 +96,50 @@ class ScriptedModel:
 
     def reorder(self, state: dict, index: torch.Tensor) -> dict:
         return {"prefixes": [state["prefixes"][i] for i in index.tolist()]}
+
+
+def table_model(table: dict[tuple[int, ...], dict[int, float]], default: dict[int, float],
+                vocab: int = 8) -> ScriptedModel:
+    """Next-token probabilities from `table[prefix]` (or `default`); unlisted tokens share what is left."""
+
+    def log_probs(prefix: tuple[int, ...]) -> torch.Tensor:
+        listed = table.get(prefix, default)
+        rest = (1.0 - sum(listed.values())) / (vocab - len(listed))
+        return torch.tensor([listed.get(t, rest) for t in range(vocab)], dtype=torch.float64).log()
+
+    return ScriptedModel(log_probs)
+
+
+def random_prefix_model(vocab: int, *, seed: int, eos_shift: float) -> ScriptedModel:
+    """A peaked random distribution drawn afresh for every prefix (strong history dependence)."""
+
+    def log_probs(prefix: tuple[int, ...]) -> torch.Tensor:
+        key = seed
+        for t in prefix:
+            key = (key * 1_000_003 + t + 1) % 2**61
+        logits = 2.5 * torch.randn(vocab, generator=torch.Generator().manual_seed(key), dtype=torch.float64)
+        logits[EOS] += eos_shift
+        logits[PAD] -= 20.0  # a trained model never predicts pad (and greedy would take it: see the xfail)
+        return torch.log_softmax(logits, dim=-1)
+
+    return ScriptedModel(log_probs)
+
+
+def scripted_log_prob(model: ScriptedModel, row: list[int]) -> float:
+    """Total log-prob of row[1:] (bos first, no pad) under a scripted model."""
+    return sum(float(model._log_probs(tuple(row[:t]))[row[t]]) for t in range(1, len(row)))
+
+
+def all_hypotheses(vocab: int, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every sequence beam search can return: bos, then non-pad tokens up to the first eos or max_len."""
+    rows = set()
+    for tail in itertools.product([t for t in range(vocab) if t != PAD], repeat=max_len - 1):
+        row = [BOS, *tail]
+        n = row.index(EOS) + 1 if EOS in row else max_len
+        rows.add(tuple(row[:n] + [PAD] * (max_len - n)))
+    tokens = torch.tensor(sorted(rows))  # (N, max_len)
+    lengths = torch.tensor([row.index(EOS) + 1 if EOS in row else max_len for row in tokens.tolist()])
+    return tokens, lengths
 
 
 def test_scripted_beam_finds_what_greedy_misses():
@@ -137,37 +181,6 @@ def test_greedy_never_emits_pad_before_eos():
     assert trimmed(greedy, greedy_len) == [[BOS, 5, EOS]]  # fails: [BOS, PAD, EOS]
 
 
-def table_model(table: dict[tuple[int, ...], dict[int, float]], default: dict[int, float],
-                vocab: int = 8) -> ScriptedModel:
-    """Next-token probabilities from `table[prefix]` (or `default`); unlisted tokens share what is left."""
-
-    def log_probs(prefix: tuple[int, ...]) -> torch.Tensor:
-        listed = table.get(prefix, default)
-        rest = (1.0 - sum(listed.values())) / (vocab - len(listed))
-        return torch.tensor([listed.get(t, rest) for t in range(vocab)], dtype=torch.float64).log()
-
-    return ScriptedModel(log_probs)
-
-
-def random_prefix_model(vocab: int, *, seed: int, eos_shift: float) -> ScriptedModel:
-    """A peaked random distribution for every prefix, drawn afresh for each one (strong history dependence)."""
-
-    def log_probs(prefix: tuple[int, ...]) -> torch.Tensor:
-        key = seed
-        for t in prefix:
-            key = (key * 1_000_003 + t + 1) % 2**61
-        logits = 2.5 * torch.randn(vocab, generator=torch.Generator().manual_seed(key), dtype=torch.float64)
-        logits[EOS] += eos_shift
-        return torch.log_softmax(logits, dim=-1)
-
-    return ScriptedModel(log_probs)
-
-
-def scripted_log_prob(model: ScriptedModel, row: list[int]) -> float:
-    """Total log-prob of row[1:] (bos first, no pad) under a scripted model."""
-    return sum(float(model._log_probs(tuple(row[:t]))[row[t]]) for t in range(1, len(row)))
-
-
 @pytest.mark.parametrize("penalty, eos_shift", [(0.0, -3.0), (1.0, 0.0)])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_scripted_exhaustive_beam_is_exact(penalty, eos_shift, seed):
@@ -186,7 +199,7 @@ def test_scripted_exhaustive_beam_is_exact(penalty, eos_shift, seed):
                                   length_penalty=penalty)
     check_layout(tokens, lengths, max_len=max_len)
     assert trimmed(tokens, lengths) == [rows[best]]
-    # the narrower, realistic beam is never worse than greedy here, and beam 1 is greedy
+    # and beam 1 is greedy
     greedy = trimmed(*greedy_decode(model, torch.zeros(1, 1), max_len=max_len))[0]
     assert trimmed(*beam_search(model, torch.zeros(1, 1), beam_size=1, max_len=max_len))[0] == greedy
 
@@ -254,18 +267,6 @@ def test_beam_batch_independence(decoder):
     alone = [trimmed(*beam_search(model, z[b: b + 1], beam_size=3, max_len=10, length_penalty=1.0))[0]
              for b in range(3)]
     assert trimmed(tokens, lengths) == alone
-
-
-def all_hypotheses(vocab: int, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every sequence beam search can return: bos, then non-pad tokens up to the first eos or max_len."""
-    rows = set()
-    for tail in itertools.product([t for t in range(vocab) if t != PAD], repeat=max_len - 1):
-        row = [BOS, *tail]
-        n = row.index(EOS) + 1 if EOS in row else max_len
-        rows.add(tuple(row[:n] + [PAD] * (max_len - n)))
-    tokens = torch.tensor(sorted(rows))  # (N, max_len)
-    lengths = torch.tensor([row.index(EOS) + 1 if EOS in row else max_len for row in tokens.tolist()])
-    return tokens, lengths
 
 
 @pytest.mark.parametrize("decoder", DECODERS)
