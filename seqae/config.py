@@ -181,6 +181,37 @@ class ModelConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RegularizerConfig:
+    variational: bool = False
+    """Variational bottleneck: z ~ N(mu, sigma^2) with the reparameterisation trick and a KL term."""
+    kl_weight: float = 1.0
+    """Weight of the KL term once annealing is over."""
+    kl_anneal_steps: int = 0
+    """Steps over which the KL weight rises linearly from 0 (0: full weight from the start)."""
+    free_bits: float = 0.0
+    """Nats per dimension of KL that are free (not penalised), against posterior collapse."""
+    sparse: Literal["none", "l1", "kl"] = "none"
+    """Sparse z: an L1 penalty, or sigmoid units with a KL penalty toward the target mean activation."""
+    sparse_weight: float = 1e-3
+    """Weight of the sparsity penalty."""
+    sparse_target: float = 0.05
+    """Target mean activation rho of sigmoid units (sparse: kl)."""
+    contractive_weight: float = 0.0
+    """Weight of the contractive penalty ||dz/dx||_F^2 (x: the encoder's input embeddings or frames)."""
+    contractive_projections: int = 1
+    """Random projections in the unbiased estimate of the contractive penalty."""
+
+    def __post_init__(self) -> None:
+        for name in ("kl_weight", "free_bits", "sparse_weight", "contractive_weight"):
+            _check(getattr(self, name) >= 0, f"regularize.{name}", f"must be >= 0, got {getattr(self, name)}")
+        _check(self.kl_anneal_steps >= 0, "regularize.kl_anneal_steps", "must be >= 0")
+        _check(0.0 < self.sparse_target < 1.0, "regularize.sparse_target", "must be in (0, 1)")
+        _check(self.contractive_projections >= 1, "regularize.contractive_projections", "must be >= 1")
+        _check(not (self.variational and self.sparse == "kl"), "regularize.sparse",
+               "'kl' (sigmoid units) cannot be combined with regularize.variational; use l1 or none")
+
+
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     seed: int = 0
     """Seed for initialisation, data order and dropout."""
@@ -248,6 +279,8 @@ class Config:
     """Audio features (speech)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """Architecture."""
+    regularize: RegularizerConfig = field(default_factory=RegularizerConfig)
+    """Regularised bottlenecks: variational, sparse, contractive."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Optimisation and logging."""
     noise: tuple[dict[str, Any], ...] = ()

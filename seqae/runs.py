@@ -65,7 +65,7 @@ def load_run(run_dir: str | Path) -> Run:
     ckpt = load_latest(run_dir)
     if ckpt is None:
         raise CheckpointError(f"{run_dir}: no usable checkpoint in {run_dir / 'checkpoints'}")
-    model = build_token_autoencoder(config.model, tokenizer.vocab_size)
+    model = build_token_autoencoder(config.model, tokenizer.vocab_size, regularize=config.regularize)
     model.load_state_dict(ckpt["model"])
     model.eval()
     return Run(config=config, tokenizer=tokenizer, model=model, step=ckpt["step"])

@@ -138,6 +138,9 @@ def pretrain(config: Config, run_dir: str | Path, *, stop_after: int | None = No
             bar.close()
             return {}
         losses, stats_sum = [], {}
+        for module in model.modules():  # step-dependent schedules (KL annealing) are pure functions of the step
+            if hasattr(module, "set_step"):
+                module.set_step(step)
         for _ in range(t.grad_accum):
             if batch_index >= len(batches):
                 epoch, batch_index = epoch + 1, 0

@@ -14,7 +14,7 @@ def test_defaults_round_trip():
 
 @pytest.mark.parametrize("data, message", [
     ({"model": {"hiden_dim": 3}}, "model.hiden_dim: unknown key; allowed: encoder, decoder"),
-    ({"modle": {}}, "modle: unknown key; allowed: task, data, tokenizer, features, model, train, noise"),
+    ({"modle": {}}, "modle: unknown key; allowed: task, data, tokenizer, features, model, regularize, train, noise"),
     ({"train": {"lr": "fast"}}, "train.lr: expected a number, got 'fast'"),
     ({"train": {"max_steps": 1.5}}, "train.max_steps: expected an integer, got 1.5"),
     ({"model": {"bidirectional": "yes"}}, "model.bidirectional: expected true or false, got 'yes'"),

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seqae.models.bottleneck import contractive_penalty
 from seqae.models.decoders import State
 from seqae.models.encoders import EncoderOutput
 
@@ -31,8 +32,10 @@ class AutoencoderOutput:
 class TokenAutoencoder(nn.Module):
     def __init__(self, *, vocab_size: int, embed_dim: int, encoder: nn.Module, bottleneck: nn.Module,
                  decoder: nn.Module, tie_embeddings: bool = True, word_dropout: float = 0.0,
-                 pad_id: int = 0, unk_id: int = 1, bos_id: int = 2, eos_id: int = 3) -> None:
+                 pad_id: int = 0, unk_id: int = 1, bos_id: int = 2, eos_id: int = 3,
+                 contractive_weight: float = 0.0, contractive_projections: int = 1) -> None:
         super().__init__()
+        self.contractive_weight, self.contractive_projections = contractive_weight, contractive_projections
         self.vocab_size = vocab_size
         self.pad_id, self.unk_id, self.bos_id, self.eos_id = pad_id, unk_id, bos_id, eos_id
         self.word_dropout = word_dropout
@@ -53,8 +56,12 @@ class TokenAutoencoder(nn.Module):
     def encode(self, tokens: Tensor, lengths: Tensor, *, return_layers: bool = False
                ) -> tuple[Tensor, dict[str, Tensor], EncoderOutput]:
         """tokens: [B, T], lengths: [B] -> z [B, Z], aux terms, encoder output."""
-        enc = self.encoder(self.embedding(tokens), lengths, return_layers=return_layers)
+        x = self.embedding(tokens)  # (B, T, E)
+        enc = self.encoder(x, lengths, return_layers=return_layers)
         z, aux = self.bottleneck(enc)
+        if self.training and self.contractive_weight > 0:
+            penalty = contractive_penalty(z, x, num_projections=self.contractive_projections)
+            aux = {**aux, "contractive": self.contractive_weight * penalty}
         return z, aux, enc
 
     # ---- decoder side

@@ -79,7 +79,7 @@ class TextTask:
         self.config = config
         self.tokenizer, self.data = prepare_text(config, run_dir)
         self.noise = build_noise(config.noise, "tokens")
-        self.model = build_token_autoencoder(config.model, self.tokenizer.vocab_size)
+        self.model = build_token_autoencoder(config.model, self.tokenizer.vocab_size, regularize=config.regularize)
         self._noise_context = {"vocab_size": self.tokenizer.vocab_size, "word_start": self.tokenizer.word_start_mask()}
 
     def summary(self) -> str:
