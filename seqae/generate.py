@@ -28,6 +28,7 @@ def greedy_decode(model, z: Tensor, *, max_len: int, bos_id: int = 2, eos_id: in
     state = model.start(z)
     for _ in range(max_len - 1):
         log_probs, state = model.step(prev, state)
+        log_probs[:, pad_id] = float("-inf")  # pad only ever follows eos
         prev = log_probs.argmax(-1).masked_fill(finished, pad_id)
         out.append(prev)
         finished |= prev == eos_id

@@ -22,7 +22,7 @@ def reconstruction_counts(generated: Tensor, gen_lengths: Tensor, reference: Ten
     T = max(generated.shape[1], reference.shape[1])
     gen = torch.nn.functional.pad(generated, (0, T - generated.shape[1]), value=-1)[:, 1:]
     ref = torch.nn.functional.pad(reference, (0, T - reference.shape[1]), value=-1)[:, 1:]
-    positions = torch.arange(T - 1)[None, :]
+    positions = torch.arange(T - 1, device=reference.device)[None, :]
     in_ref = positions < (ref_lengths - 1)[:, None]  # (B, T-1)
     in_gen = positions < (gen_lengths - 1)[:, None]
     same = (gen == ref) & in_ref & in_gen

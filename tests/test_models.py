@@ -292,7 +292,6 @@ def test_attention_cache_in_blocks_equals_full_causal_pass():
 
 # ---- gradients reach every parameter
 
-SCORE_BIAS = "bottleneck.pool.score.bias"
 
 
 def backward_on_ragged_batch(model) -> None:
@@ -315,7 +314,7 @@ def test_gradients_reach_every_parameter(encoder, pooling, decoder):
     model = tiny_model(encoder=encoder, decoder=decoder, pooling=pooling)
     backward_on_ragged_batch(model)
     for name, param in model.named_parameters():
-        if param.requires_grad and name != SCORE_BIAS:  # SCORE_BIAS: see the xfail test below
+        if param.requires_grad:
             assert_nonzero_grad(name, param)
     # Tied output layer: the cross-entropy gives every class a gradient p - y, non-zero since softmax > 0,
     # so every entry of out_bias and every non-pad embedding row moves, seen in the batch or not.
@@ -335,12 +334,13 @@ def test_gradients_untied_embedding_rows():
     assert torch.all(model.out_proj.bias.grad != 0)  # every class, as above
 
 
-@pytest.mark.xfail(strict=True, reason="attention pooling's score bias gets no gradient: softmax is shift-invariant")
 @pytest.mark.parametrize("encoder", ARCHS)
-def test_attention_pooling_score_bias_gets_gradient(encoder):
+def test_attention_pooling_score_parameters_get_gradient(encoder):
     model = tiny_model(encoder=encoder, pooling="attention")
     backward_on_ragged_batch(model)
-    assert_nonzero_grad(SCORE_BIAS, model.get_parameter(SCORE_BIAS))
+    assert model.bottleneck.pool.score.bias is None  # a bias would get no gradient: softmax is shift-invariant
+    for name, param in model.bottleneck.pool.score.named_parameters():
+        assert_nonzero_grad(f"bottleneck.pool.score.{name}", param)
 
 
 # ---- step-by-step decoding equals teacher forcing

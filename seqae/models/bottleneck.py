@@ -25,7 +25,7 @@ class Pooling(nn.Module):
         if kind not in POOLINGS:
             raise ValueError(f"pooling {kind!r} unknown; allowed: {', '.join(POOLINGS)}")
         self.kind = kind
-        self.score = nn.Linear(dim, 1) if kind == "attention" else None
+        self.score = nn.Linear(dim, 1, bias=False) if kind == "attention" else None  # softmax ignores a bias
 
     def forward(self, enc: EncoderOutput) -> Tensor:
         if self.kind in ("last", "cls"):
