@@ -57,6 +57,49 @@ def cmd_encode(args: argparse.Namespace) -> None:
     print(f"wrote {args.output}: {z.shape[0]} vectors of width {z.shape[1]} (row i is line i + 1 of {path})")
 
 
+def _corrupt_tokenizer(args: argparse.Namespace, config):
+    from seqae.tokenizer import Tokenizer, train_tokenizer
+
+    for candidate in (args.tokenizer, config.tokenizer.path, Path("runs") / Path(args.config).stem / "tokenizer.model"):
+        if candidate and Path(candidate).is_file():
+            return Tokenizer.load(candidate)
+    import tempfile
+
+    from seqae.data.text import load_text_lines
+
+    lines, _ = load_text_lines(config.data.train, split=config.data.train_split, text_column=config.data.text_column,
+                               hub_config=config.data.hub_config, encoding_errors="replace")
+    print(f"(no tokenizer given: trained one on {config.data.train}, vocab {config.tokenizer.vocab_size})")
+    return train_tokenizer(lines, Path(tempfile.mkdtemp()) / "tokenizer", vocab_size=config.tokenizer.vocab_size,
+                           model_type=config.tokenizer.model_type, seed=config.train.seed)
+
+
+def cmd_corrupt(args: argparse.Namespace) -> None:
+    import torch
+
+    from seqae.config import load_config
+    from seqae.tasks.text import build_noise
+
+    config = load_config(args.config, args.set)
+    if config.task != "text":
+        raise ConfigError(f"{args.config}: corrupt shows token noises; task is {config.task!r}")
+    pipeline = build_noise(config.noise, "tokens")
+    if pipeline is None:
+        raise ConfigError(f"{args.config}: the config lists no noise (add a 'noise:' list)")
+    tok = _corrupt_tokenizer(args, config)
+    pieces = lambda ids: " ".join(tok.id_to_piece(int(i)) for i in ids)  # noqa: E731
+    print(f"pipeline: {pipeline.describe()}")
+    context = {"vocab_size": tok.vocab_size, "word_start": tok.word_start_mask()}
+    for text in args.text:
+        seq = torch.tensor([tok.bos_id, *tok.encode(text), tok.eos_id])
+        print(f"\ninput : {pieces(seq)}")
+        for epoch in range(args.samples):
+            inputs, targets = pipeline(seq, seed=config.train.seed, epoch=epoch, index=0, **context)
+            print(f"epoch {epoch}: {pieces(inputs)}")
+            if not torch.equal(targets, seq):
+                print(f"  target: {pieces(targets)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqae", description="Sequence autoencoders for speech and text.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("output")
     p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("corrupt", help="show what a config's noise pipeline does to sentences")
+    p.add_argument("config")
+    p.add_argument("--text", action="append", required=True, help="a sentence (repeatable)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--tokenizer", help="SentencePiece model (default: the config's, or runs/<config>/tokenizer.model)")
+    p.add_argument("--samples", type=int, default=3, help="epochs to draw the noise for")
+    p.set_defaults(func=cmd_corrupt)
     return parser
 
 

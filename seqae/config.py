@@ -235,6 +235,8 @@ class TrainConfig:
     """Batches accumulated per optimizer step."""
     label_smoothing: float = 0.0
     """Label smoothing of the token cross-entropy."""
+    corrupted_weight: float = 1.0
+    """Denoising: loss weight of target positions the noise changed, relative to unchanged ones (1: all equal)."""
     log_every: int = 10
     """Steps between lines of the metrics log."""
     eval_every: int = 500
@@ -258,6 +260,7 @@ class TrainConfig:
         _check(self.grad_accum >= 1, "train.grad_accum", "must be >= 1")
         _check(self.grad_clip >= 0, "train.grad_clip", "must be >= 0")
         _check(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)")
+        _check(self.corrupted_weight > 0, "train.corrupted_weight", f"must be > 0, got {self.corrupted_weight}")
         _check(self.log_every > 0, "train.log_every", "must be > 0")
         _check(self.eval_every >= 0, "train.eval_every", "must be >= 0")
         _check(self.checkpoint_every > 0, "train.checkpoint_every", "must be > 0")

@@ -28,11 +28,12 @@ def reconstruct_ids(model, tokens: torch.Tensor, lengths: torch.Tensor, *, max_l
 
 
 @torch.no_grad()
-def evaluate_tokens(model, sequences: Sequence[Sequence[int]], *, max_len: int,
-                    beam_size: int = 1, max_tokens: int = 8192) -> dict[str, Any]:
+def evaluate_tokens(model, sequences: Sequence[Sequence[int]], *, max_len: int, beam_size: int = 1,
+                    max_tokens: int = 8192, sources: Sequence[Sequence[int]] | None = None) -> dict[str, Any]:
     """Mean loss, teacher-forced token accuracy, and reconstruction token accuracy / exact match.
 
     Reconstruction decodes up to `max_len` tokens from z alone (greedy, or beam search when beam_size > 1).
+    With `sources` (e.g. corrupted inputs), z comes from sources[i] and the reference is sequences[i].
     """
     if not sequences:
         return {"loss": float("nan"), "tf_token_accuracy": float("nan"), "token_accuracy": float("nan"),
@@ -43,13 +44,15 @@ def evaluate_tokens(model, sequences: Sequence[Sequence[int]], *, max_len: int,
     batcher = TokenBudgetBatcher([len(s) for s in sequences], max_tokens=max_tokens, shuffle=False)
     for batch in batcher.batches(0):
         tokens, lengths = collate_tokens([sequences[i] for i in batch], model.pad_id)
-        out = model(tokens, lengths)
+        src, src_lengths = (tokens, lengths) if sources is None else collate_tokens([sources[i] for i in batch],
+                                                                                     model.pad_id)
+        out = model(src, src_lengths, tokens)
         _, stats = model.loss(out)
         correct, total = teacher_forced_accuracy(out.logits, out.targets, model.pad_id)
         totals["loss_sum"] += stats["ce"] * total
         totals["tf_correct"] += correct
         totals["tf_total"] += total
-        generated, gen_lengths = reconstruct_ids(model, tokens, lengths, max_len=max_len, beam_size=beam_size)
+        generated, gen_lengths = reconstruct_ids(model, src, src_lengths, max_len=max_len, beam_size=beam_size)
         for k, v in reconstruction_counts(generated, gen_lengths, tokens, lengths).items():
             totals[k] += v
     model.train(was_training)

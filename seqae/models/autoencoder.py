@@ -88,10 +88,16 @@ class TokenAutoencoder(nn.Module):
         h = self.decoder(self.embedding(self._decoder_inputs(tgt)), z)  # (B, T-1, H)
         return AutoencoderOutput(logits=self.logits(h), targets=tgt[:, 1:], z=z, aux=aux)
 
-    def loss(self, out: AutoencoderOutput, *, label_smoothing: float = 0.0) -> tuple[Tensor, dict[str, float]]:
-        """Mean cross-entropy over real target positions plus the bottleneck's terms."""
+    def loss(self, out: AutoencoderOutput, *, label_smoothing: float = 0.0,
+             weights: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
+        """Cross-entropy over real target positions (weighted mean with `weights` [B, T-1]) plus the bottleneck's terms."""
         real = out.targets != self.pad_id
-        ce = F.cross_entropy(out.logits[real], out.targets[real], label_smoothing=label_smoothing)
+        if weights is None:
+            ce = F.cross_entropy(out.logits[real], out.targets[real], label_smoothing=label_smoothing)
+        else:
+            per_token = F.cross_entropy(out.logits[real], out.targets[real], label_smoothing=label_smoothing,
+                                        reduction="none")
+            ce = (per_token * weights[real]).sum() / weights[real].sum()
         total = ce + sum(out.aux.values(), torch.zeros((), device=ce.device))
         stats = {"ce": float(ce.detach()), "tokens": int(real.sum())}
         stats.update({k: float(v.detach()) for k, v in out.aux.items()})

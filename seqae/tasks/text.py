@@ -7,6 +7,7 @@ A task owns its data and model and tells the training loop how to batch, score a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,24 @@ def build_noise(specs, kind: str) -> NoisePipeline | None:
         raise ConfigError(f"noise: {err}") from None
 
 
+def corrupted_positions(inputs: list[int], target: list[int]) -> list[bool]:
+    """For each target token, whether the noise changed it: not in a block the input still shares (difflib
+    alignment), so masked, deleted, replaced and moved tokens count whatever the noise did to the length."""
+    kept = [False] * len(target)
+    for block in SequenceMatcher(a=inputs, b=target, autojunk=False).get_matching_blocks():
+        kept[block.b: block.b + block.size] = [True] * block.size
+    return [not k for k in kept]
+
+
+def corrupted_weights(pairs: list[tuple[list[int], list[int]]], width: int, weight: float) -> torch.Tensor:
+    """Loss weights [B, width] for target positions 1.. (bos is never a target): `weight` where corrupted, else 1."""
+    out = torch.ones(len(pairs), width)
+    for b, (inputs, target) in enumerate(pairs):
+        changed = torch.tensor(corrupted_positions(inputs, target)[1:], dtype=torch.bool)
+        out[b, : len(changed)][changed] = weight
+    return out
+
+
 class TextTask:
     """Token autoencoder on a text corpus, denoising when the config lists noises."""
 
@@ -102,11 +121,14 @@ class TextTask:
         pairs = [self.corrupt(self.data.train[i], epoch=epoch, index=i) for i in indices]
         src, src_lengths = collate_tokens([p[0] for p in pairs], self.tokenizer.pad_id)
         tgt, _ = collate_tokens([p[1] for p in pairs], self.tokenizer.pad_id)
-        return {"src": src, "src_lengths": src_lengths, "tgt": tgt}
+        batch = {"src": src, "src_lengths": src_lengths, "tgt": tgt}
+        if self.noise is not None and self.config.train.corrupted_weight != 1.0:
+            batch["weights"] = corrupted_weights(pairs, tgt.shape[1] - 1, self.config.train.corrupted_weight)
+        return batch
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         out = self.model(batch["src"], batch["src_lengths"], batch["tgt"])
-        return self.model.loss(out, label_smoothing=self.config.train.label_smoothing)
+        return self.model.loss(out, label_smoothing=self.config.train.label_smoothing, weights=batch.get("weights"))
 
     def evaluate(self, limit: int | None = None) -> dict[str, dict[str, Any]]:
         """Reconstruction of held-out and training sequences (the first `limit` of each)."""
@@ -117,7 +139,19 @@ class TextTask:
     def final_metrics(self) -> dict[str, Any]:
         result = self.evaluate()
         heldout, train = result["heldout"], result["train"]
-        return {"train_exact_match": train["exact_match"], "train_token_accuracy": train["token_accuracy"],
-                "heldout_exact_match": heldout["exact_match"], "heldout_token_accuracy": heldout["token_accuracy"],
-                "heldout_tf_token_accuracy": heldout["tf_token_accuracy"], "heldout_loss": heldout["loss"],
-                "train_sequences": len(self.data.train), "heldout_sequences": len(self.data.heldout)}
+        metrics = {"train_exact_match": train["exact_match"], "train_token_accuracy": train["token_accuracy"],
+                   "heldout_exact_match": heldout["exact_match"], "heldout_token_accuracy": heldout["token_accuracy"],
+                   "heldout_tf_token_accuracy": heldout["tf_token_accuracy"], "heldout_loss": heldout["loss"],
+                   "train_sequences": len(self.data.train), "heldout_sequences": len(self.data.heldout)}
+        if self.noise is not None:
+            denoise = self.evaluate_denoising(self.data.heldout)
+            metrics.update({"heldout_denoise_exact_match": denoise["exact_match"],
+                            "heldout_denoise_token_accuracy": denoise["token_accuracy"]})
+        return metrics
+
+    def evaluate_denoising(self, sequences: list[list[int]], noise: NoisePipeline | None = None) -> dict[str, Any]:
+        """Rebuild the clean sequences from corrupted ones (the noise of epoch 0; default: the training noise)."""
+        noise = noise or self.noise
+        sources = [noise(torch.tensor(s), seed=self.config.train.seed, epoch=0, index=i, **self._noise_context)[0]
+                   .tolist() for i, s in enumerate(sequences)]
+        return evaluate_tokens(self.model, sequences, sources=sources, max_len=self.config.data.max_len)
