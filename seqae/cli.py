@@ -100,6 +100,19 @@ def cmd_corrupt(args: argparse.Namespace) -> None:
                 print(f"  target: {pieces(targets)}")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from seqae.checkpoint import CheckpointError
+    from seqae.export import ExportError, export_run
+
+    try:
+        out = export_run(args.run_dir, args.out_dir, onnx=args.onnx, overwrite=args.force)
+    except (ExportError, CheckpointError) as err:
+        raise ConfigError(str(err)) from None
+    files = ", ".join(sorted(p.name for p in out.iterdir()))
+    print(f"exported the encoder of {args.run_dir} to {out}: {files}")
+    print(f'load it with: seqae.load_encoder("{out}")')
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqae", description="Sequence autoencoders for speech and text.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -130,16 +143,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", help="SentencePiece model (default: the config's, or runs/<config>/tokenizer.model)")
     p.add_argument("--samples", type=int, default=3, help="epochs to draw the noise for")
     p.set_defaults(func=cmd_corrupt)
+
+    p = sub.add_parser("export", help="write a run's encoder (weights, front end, model card) to a directory")
+    p.add_argument("run_dir")
+    p.add_argument("out_dir")
+    p.add_argument("--onnx", action="store_true", help="also write encoder.onnx, checked against PyTorch")
+    p.add_argument("--force", action="store_true", help="replace an earlier export in out_dir")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from seqae.audio import AudioError
+    from seqae.checkpoint import CheckpointError
+    from seqae.data.text import CorpusError
+    from seqae.train import TrainingError
+
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, FileNotFoundError, CorpusError, AudioError, CheckpointError) as err:
         print(f"seqae {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except TrainingError as err:
+        print(f"seqae {args.command}: error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -247,6 +247,8 @@ class TrainConfig:
     """How many of the newest checkpoints to keep."""
     beam_size: int = 1
     """Beam size for final reconstruction (1: greedy)."""
+    max_nonfinite_steps: int = 5
+    """Steps with a non-finite loss or gradient are skipped and logged; this many in a row stop the run."""
     threads: int | None = None
     """torch intra-op threads (None: torch's default)."""
     progress: bool = True
@@ -266,6 +268,7 @@ class TrainConfig:
         _check(self.checkpoint_every > 0, "train.checkpoint_every", "must be > 0")
         _check(self.keep_checkpoints >= 1, "train.keep_checkpoints", "must be >= 1")
         _check(self.beam_size >= 1, "train.beam_size", "must be >= 1")
+        _check(self.max_nonfinite_steps >= 1, "train.max_nonfinite_steps", "must be >= 1")
 
 
 @dataclass(frozen=True, kw_only=True)

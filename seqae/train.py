@@ -9,8 +9,11 @@ the checkpoint's step, so a resumed run logs the same losses as an uninterrupted
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -93,6 +96,160 @@ def build_task(config: Config, run_dir: Path):
     return TextTask(config, run_dir)
 
 
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. non-finite losses step after step); the last good checkpoint is intact."""
+
+
+class Trainer:
+    """One run: set-up and resume, the step, logging, evaluation and checkpoints."""
+
+    def __init__(self, config: Config, run_dir: Path) -> None:
+        self.config, self.run_dir, self.t = config, run_dir, config.train
+        if self.t.threads:
+            torch.set_num_threads(self.t.threads)
+        torch.manual_seed(self.t.seed)
+        self.task = build_task(config, run_dir)
+        self.model = self.task.model
+        (run_dir / "data_stats.json").write_text(json.dumps(self.task.data.stats, indent=2))
+        print(f"{self.task.summary()}; details in {run_dir / 'data_stats.json'}")
+        self.optimizer = make_optimizer(self.model, self.t)
+        self.batcher = TokenBudgetBatcher(self.task.train_lengths(), max_tokens=config.data.max_tokens,
+                                          max_sentences=config.data.max_sentences, shuffle=True, seed=self.t.seed)
+        self.step, self.epoch, self.batch_index = 0, 0, 0
+        self._restore()
+        self.log = _Log(run_dir / "metrics.jsonl", self.step)
+        self.batches = self.batcher.batches(self.epoch)
+        self.nonfinite_in_a_row = 0
+        self.stop_requested: str | None = None
+        n_params = sum(p.numel() for p in self.model.parameters())
+        print(f"model: {config.model.encoder} encoder, {config.model.decoder} decoder, "
+              f"{n_params / 1e6:.2f}M parameters")
+
+    def _restore(self) -> None:
+        ckpt = load_latest(self.run_dir)
+        if ckpt is None:
+            return
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        self.step, self.epoch, self.batch_index = ckpt["step"], ckpt["data"]["epoch"], ckpt["data"]["batch"]
+        print(f"resuming {self.run_dir} from step {self.step} (epoch {self.epoch}, batch {self.batch_index})")
+
+    def checkpoint(self) -> None:
+        save_checkpoint(self.run_dir, self.step, {
+            "config": to_dict(self.config), "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "rng": {"torch": torch.get_rng_state()},
+            "data": {"epoch": self.epoch, "batch": self.batch_index}}, keep=self.t.keep_checkpoints)
+
+    def _next_batch(self) -> tuple[dict, list[int]]:
+        if self.batch_index >= len(self.batches):
+            self.epoch, self.batch_index = self.epoch + 1, 0
+            self.batches = self.batcher.batches(self.epoch)
+        indices = self.batches[self.batch_index]
+        self.batch_index += 1
+        return self.task.batch(indices, self.epoch), indices
+
+    def train_step(self) -> dict[str, float] | None:
+        """One optimizer step over `grad_accum` batches; None when it was skipped for a non-finite loss/gradient."""
+        for module in self.model.modules():  # step-dependent schedules (KL annealing) are pure functions of the step
+            if hasattr(module, "set_step"):
+                module.set_step(self.step)
+        losses, sums = [], {}
+        for _ in range(self.t.grad_accum):
+            batch, indices = self._next_batch()
+            loss, stats = self.task.loss(batch)
+            (loss / self.t.grad_accum).backward()
+            losses.append(float(loss.detach()))
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0) + v
+        lr = lr_at(self.step, self.t)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        clip = self.t.grad_clip if self.t.grad_clip > 0 else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+        if not (math.isfinite(grad_norm) and all(math.isfinite(v) for v in losses)):
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._skip_nonfinite(indices, losses)
+        self.nonfinite_in_a_row = 0
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return {"loss": sum(losses) / len(losses), "lr": lr, "grad_norm": grad_norm,
+                **{k: v / self.t.grad_accum for k, v in sums.items() if k != "tokens"}, "tokens": sums["tokens"]}
+
+    def _skip_nonfinite(self, indices: list[int], losses: list[float]) -> None:
+        self.nonfinite_in_a_row += 1
+        self.log.write({"step": self.step, "skipped": "non-finite loss or gradient", "losses": losses,
+                        "epoch": self.epoch, "batch": self.batch_index - 1})
+        if self.nonfinite_in_a_row >= self.t.max_nonfinite_steps:
+            raise TrainingError(
+                f"{self.nonfinite_in_a_row} steps in a row had a non-finite loss or gradient; stopped at step "
+                f"{self.step} (epoch {self.epoch}, batch {self.batch_index - 1}, examples {indices[:8]}"
+                f"{'...' if len(indices) > 8 else ''}); the last good checkpoint in {self.run_dir / 'checkpoints'} "
+                "is intact: lower train.lr or check the data")
+        return None
+
+    def run(self, stop_after: int | None = None) -> dict[str, Any]:
+        t = self.t
+        bar = tqdm(total=t.max_steps, initial=self.step, disable=not t.progress, dynamic_ncols=True, desc="pretrain")
+        window_tokens, window_start = 0, time.perf_counter()
+        self.model.train()
+        with _stop_on_signals(self):
+            while self.step < t.max_steps:
+                if stop_after is not None and self.step >= stop_after:
+                    bar.close()
+                    return {}
+                record = self.train_step()
+                if record is None:
+                    continue
+                window_tokens += record.pop("tokens")
+                if self.step % t.log_every == 0 or self.step == t.max_steps:
+                    elapsed = time.perf_counter() - window_start
+                    self.log.write({"step": self.step, "epoch": self.epoch, **record,
+                                    "tokens_per_s": window_tokens / max(elapsed, 1e-9)})
+                    bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{window_tokens / max(elapsed, 1e-9):.0f}")
+                    window_tokens, window_start = 0, time.perf_counter()
+                bar.update(1)
+                if t.eval_every and self.step % t.eval_every == 0 and self.step < t.max_steps:
+                    for split, result in self.task.evaluate(limit=self.config.data.eval_sentences).items():
+                        self.log.write({"step": self.step, "eval": split, **result})
+                    self.model.train()
+                if self.step % t.checkpoint_every == 0 or self.step == t.max_steps or self.stop_requested:
+                    self.checkpoint()
+                if self.stop_requested:
+                    bar.close()
+                    print(f"{self.stop_requested}: stopped cleanly after step {self.step} with a checkpoint; "
+                          f"run the same command again to resume ({self.run_dir})")
+                    return {"stopped": self.stop_requested, "step": self.step}
+        bar.close()
+        return self.finish()
+
+    def finish(self) -> dict[str, Any]:
+        self.model.eval()
+        metrics = {"step": self.t.max_steps, **self.task.final_metrics()}
+        self.log.write({"eval": "final", **metrics})
+        (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        return metrics
+
+
+@contextlib.contextmanager
+def _stop_on_signals(trainer: Trainer):
+    """SIGINT/SIGTERM: finish the current step, write a checkpoint, return cleanly (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        trainer.stop_requested = signal.Signals(signum).name
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def pretrain(config: Config, run_dir: str | Path, *, stop_after: int | None = None) -> dict[str, Any]:
     """Train or resume; returns the final metrics (also written to run_dir/metrics.json).
 
@@ -100,85 +257,4 @@ def pretrain(config: Config, run_dir: str | Path, *, stop_after: int | None = No
     """
     run_dir = Path(run_dir)
     config = resolve_config(config, run_dir)
-    t = config.train
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    torch.manual_seed(t.seed)
-    task = build_task(config, run_dir)
-    model = task.model
-    (run_dir / "data_stats.json").write_text(json.dumps(task.data.stats, indent=2))
-    print(f"{task.summary()}; details in {run_dir / 'data_stats.json'}")
-    optimizer = make_optimizer(model, t)
-    batcher = TokenBudgetBatcher(task.train_lengths(), max_tokens=config.data.max_tokens,
-                                 max_sentences=config.data.max_sentences, shuffle=True, seed=t.seed)
-    step, epoch, batch_index = 0, 0, 0
-    ckpt = load_latest(run_dir)
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        step, epoch, batch_index = ckpt["step"], ckpt["data"]["epoch"], ckpt["data"]["batch"]
-        print(f"resuming {run_dir} from step {step} (epoch {epoch}, batch {batch_index})")
-    log = _Log(run_dir / "metrics.jsonl", step)
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"model: {config.model.encoder} encoder, {config.model.decoder} decoder, {n_params / 1e6:.2f}M parameters")
-
-    def checkpoint() -> None:
-        save_checkpoint(run_dir, step, {"config": to_dict(config), "model": model.state_dict(),
-                                        "optimizer": optimizer.state_dict(),
-                                        "rng": {"torch": torch.get_rng_state()},
-                                        "data": {"epoch": epoch, "batch": batch_index}}, keep=t.keep_checkpoints)
-
-    bar = tqdm(total=t.max_steps, initial=step, disable=not t.progress, dynamic_ncols=True, desc="pretrain")
-    batches = batcher.batches(epoch)
-    window_tokens, window_start = 0, time.perf_counter()
-    model.train()
-    while step < t.max_steps:
-        if stop_after is not None and step >= stop_after:
-            bar.close()
-            return {}
-        losses, stats_sum = [], {}
-        for module in model.modules():  # step-dependent schedules (KL annealing) are pure functions of the step
-            if hasattr(module, "set_step"):
-                module.set_step(step)
-        for _ in range(t.grad_accum):
-            if batch_index >= len(batches):
-                epoch, batch_index = epoch + 1, 0
-                batches = batcher.batches(epoch)
-            batch = task.batch(batches[batch_index], epoch)
-            batch_index += 1
-            loss, stats = task.loss(batch)
-            (loss / t.grad_accum).backward()
-            losses.append(float(loss.detach()))
-            for k, v in stats.items():
-                stats_sum[k] = stats_sum.get(k, 0) + v
-        lr = lr_at(step, t)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip if t.grad_clip > 0 else math.inf)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        window_tokens += stats_sum["tokens"]
-        loss_value = sum(losses) / len(losses)
-        if step % t.log_every == 0 or step == t.max_steps:
-            elapsed = time.perf_counter() - window_start
-            record = {"step": step, "epoch": epoch, "loss": loss_value, "lr": lr, "grad_norm": float(grad_norm),
-                      **{k: v / t.grad_accum for k, v in stats_sum.items() if k != "tokens"},
-                      "tokens_per_s": window_tokens / max(elapsed, 1e-9)}
-            log.write(record)
-            bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
-            window_tokens, window_start = 0, time.perf_counter()
-        bar.update(1)
-        if t.eval_every and step % t.eval_every == 0 and step < t.max_steps:
-            for split, result in task.evaluate(limit=config.data.eval_sentences).items():
-                log.write({"step": step, "eval": split, **result})
-            model.train()
-        if step % t.checkpoint_every == 0 or step == t.max_steps:
-            checkpoint()
-    bar.close()
-    model.eval()
-    metrics = {"step": t.max_steps, **task.final_metrics()}
-    log.write({"eval": "final", **metrics})
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    return metrics
+    return Trainer(config, run_dir).run(stop_after=stop_after)

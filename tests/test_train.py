@@ -103,3 +103,62 @@ def test_learning_rate_schedule():
     assert lr_at(10, cfg) == pytest.approx(1.0)
     assert lr_at(100, cfg) == pytest.approx(0.1)
     assert lr_at(55, cfg) == pytest.approx(0.55)  # cosine midpoint between 1.0 and 0.1
+
+
+def test_nonfinite_steps_are_skipped_then_stop_with_a_clear_message(repo, tmp_path, monkeypatch):
+    from seqae.tasks.text import TextTask
+    from seqae.train import TrainingError
+
+    real_loss = TextTask.loss
+    calls = {"n": 0}
+
+    def flaky_loss(self, batch):
+        calls["n"] += 1
+        loss, stats = real_loss(self, batch)
+        if calls["n"] == 3 or calls["n"] >= 7:  # one isolated bad step, then bad for good
+            loss = loss * float("nan")
+        return loss, stats
+
+    monkeypatch.setattr(TextTask, "loss", flaky_loss)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"3 steps in a row had a non-finite loss or gradient; stopped at step 5"):
+        pretrain(tiny_config(repo, max_nonfinite_steps=3), run)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    skipped = [r for r in records if "skipped" in r]
+    assert [r["step"] for r in skipped] == [2, 5, 5, 5]
+    assert [r["step"] for r in records if "loss" in r and "skipped" not in r and "eval" not in r] == [1, 2, 3, 4, 5]
+    assert load_latest(run)["step"] == 4  # the last good checkpoint is intact
+
+
+def test_sigterm_finishes_the_step_checkpoints_and_resumes(repo, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from seqae.config import to_dict
+
+    config = tiny_config(repo, max_steps=400, checkpoint_every=1000, eval_every=0)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(to_dict(config)))
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "seqae", "pretrain", str(path), "--run-dir", str(run)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = run / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (log.is_file() and log.read_text().count("\n") >= 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "SIGTERM: stopped cleanly after step" in out and "run the same command again to resume" in out
+    step = load_latest(run)["step"]
+    assert 3 <= step < 400
+    result = subprocess.run(cmd + ["--set", "train.max_steps=400"], capture_output=True, text=True,
+                            env={**os.environ, "TQDM_DISABLE": "1"})
+    assert result.returncode == 0, result.stderr
+    assert f"resuming {run} from step {step}" in result.stdout
+    assert json.loads((run / "metrics.json").read_text())["step"] == 400
