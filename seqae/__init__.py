@@ -5,6 +5,7 @@ autoregressive decoder), then use z or the encoder's states downstream.
 """
 
 from seqae.config import Config, ConfigError, load_config, load_config_dict
+from seqae.export import load_encoder
 from seqae.models.builder import build_token_autoencoder
 from seqae.runs import Run, load_run
 from seqae.tokenizer import Tokenizer, train_tokenizer
@@ -12,4 +13,4 @@ from seqae.train import pretrain
 
 __version__ = "0.1.0"
 __all__ = ["Config", "ConfigError", "Run", "Tokenizer", "build_token_autoencoder", "load_config",
-           "load_config_dict", "load_run", "pretrain", "train_tokenizer", "__version__"]
+           "load_config_dict", "load_encoder", "load_run", "pretrain", "train_tokenizer", "__version__"]

@@ -101,16 +101,23 @@ def cmd_corrupt(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from seqae.checkpoint import CheckpointError
     from seqae.export import ExportError, export_run
 
     try:
         out = export_run(args.run_dir, args.out_dir, onnx=args.onnx, overwrite=args.force)
-    except (ExportError, CheckpointError) as err:
+    except ExportError as err:
         raise ConfigError(str(err)) from None
     files = ", ".join(sorted(p.name for p in out.iterdir()))
     print(f"exported the encoder of {args.run_dir} to {out}: {files}")
     print(f'load it with: seqae.load_encoder("{out}")')
+
+
+def cmd_finetune(args: argparse.Namespace) -> None:
+    from seqae.finetune import finetune_command
+
+    metrics, run_dir = finetune_command(args.task, args.config, args.set, args.run_dir)
+    print(json.dumps(metrics, indent=2))
+    print(f"run directory: {run_dir}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", action="store_true", help="also write encoder.onnx, checked against PyTorch")
     p.add_argument("--force", action="store_true", help="replace an earlier export in out_dir")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("finetune", help="fine-tune an exported encoder (or the same architecture from scratch)")
+    p.add_argument("task", choices=("asr", "translate"), help="asr: CTC over characters; translate: seq2seq")
+    p.add_argument("config", help="fine-tuning YAML config (seqae/finetune/config.py lists every key)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. encoder=null")
+    p.add_argument("--run-dir", help="run directory (default runs/<config name>); an existing one is resumed")
+    p.set_defaults(func=cmd_finetune)
     return parser
 
 
