@@ -9,6 +9,7 @@ from seqae.models.autoencoder import TokenAutoencoder
 from seqae.models.bottleneck import Bottleneck, VariationalBottleneck
 from seqae.models.decoders import RNNDecoder, TransformerDecoder
 from seqae.models.encoders import RNNEncoder, TransformerEncoder
+from seqae.models.frames import ConvSubsampling, FrameAutoencoder, LinearFrontEnd
 
 
 def build_encoder(cfg: ModelConfig, input_dim: int) -> nn.Module:
@@ -53,10 +54,10 @@ def build_token_autoencoder(cfg: ModelConfig, vocab_size: int, *, regularize: Re
     )
 
 
-def build_frame_autoencoder(cfg: ModelConfig, feature_dim: int) -> FrameAutoencoder:
+def build_frame_autoencoder(cfg: ModelConfig, feature_dim: int, *,
+                            regularize: RegularizerConfig | None = None) -> FrameAutoencoder:
     """Speech: frames [B, T, feature_dim] -> front end (width embed_dim) -> encoder -> z -> prenet -> decoder."""
-    from seqae.models.frames import ConvSubsampling, FrameAutoencoder, LinearFrontEnd  # appended: imports kept here
-
+    reg = regularize or RegularizerConfig()
     if cfg.frontend == "linear":
         frontend: nn.Module = LinearFrontEnd(input_dim=feature_dim, dim=cfg.embed_dim)
     else:
@@ -64,8 +65,9 @@ def build_frame_autoencoder(cfg: ModelConfig, feature_dim: int) -> FrameAutoenco
         frontend = ConvSubsampling(input_dim=feature_dim, dim=cfg.embed_dim, factor=factor)
     encoder = build_encoder(cfg, cfg.embed_dim)
     return FrameAutoencoder(
-        frontend=frontend, encoder=encoder, bottleneck=build_bottleneck(cfg, encoder.output_dim),
+        frontend=frontend, encoder=encoder, bottleneck=build_bottleneck(cfg, encoder.output_dim, reg),
         decoder=build_decoder(cfg, cfg.prenet_dim), feature_dim=feature_dim,
         reduction_factor=cfg.reduction_factor, prenet_dim=cfg.prenet_dim, prenet_dropout=cfg.prenet_dropout,
         frame_loss=cfg.frame_loss, stop_weight=cfg.stop_weight,
+        contractive_weight=reg.contractive_weight, contractive_projections=reg.contractive_projections,
     )

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seqae.models.bottleneck import contractive_penalty
 from seqae.models.decoders import State
 from seqae.models.encoders import EncoderOutput
 from seqae.models.layers import lengths_to_mask
@@ -164,8 +165,10 @@ class FrameAutoencoder(nn.Module):
 
     def __init__(self, *, frontend: nn.Module, encoder: nn.Module, bottleneck: nn.Module, decoder: nn.Module,
                  feature_dim: int, reduction_factor: int = 1, prenet_dim: int = 256, prenet_dropout: float = 0.5,
-                 prenet_always_on: bool = False, frame_loss: str = "mse", stop_weight: float = 1.0) -> None:
+                 prenet_always_on: bool = False, frame_loss: str = "mse", stop_weight: float = 1.0,
+                 contractive_weight: float = 0.0, contractive_projections: int = 1) -> None:
         super().__init__()
+        self.contractive_weight, self.contractive_projections = contractive_weight, contractive_projections
         if frame_loss not in FRAME_LOSSES:
             raise ValueError(f"frame_loss {frame_loss!r} unknown; allowed: {', '.join(FRAME_LOSSES)}")
         if reduction_factor < 1:
@@ -189,9 +192,15 @@ class FrameAutoencoder(nn.Module):
                ) -> tuple[Tensor, dict[str, Tensor], EncoderOutput]:
         """frames: [B, T, F], lengths: [B] -> z [B, Z], aux terms, encoder output (lengths after the front end)."""
         _check_frames("frames", frames, lengths, self.feature_dim)
+        contract = self.training and self.contractive_weight > 0
+        if contract:
+            frames = frames.detach().requires_grad_(True)  # the penalty is d z / d frames
         h, h_lengths = self.frontend(frames, lengths)  # (B, T', D)
         enc = self.encoder(h, h_lengths, return_layers=return_layers)
         z, aux = self.bottleneck(enc)
+        if contract:
+            penalty = contractive_penalty(z, frames, num_projections=self.contractive_projections)
+            aux = {**aux, "contractive": self.contractive_weight * penalty}
         return z, aux, enc
 
     # ---- decoder side
