@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -22,9 +23,11 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from seqae import distributed
 from seqae.checkpoint import load_latest, save_checkpoint
 from seqae.config import Config, ConfigError, load_config_dict, to_dict
 from seqae.data.batching import TokenBudgetBatcher
+from seqae.distributed import World
 
 
 def lr_at(step: int, cfg) -> float:
@@ -38,19 +41,28 @@ def lr_at(step: int, cfg) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * decay)
 
 
+RESUMABLE_CHANGES = ("train.max_steps", "train.threads", "train.progress")
+"""Keys a resumed run may change (e.g. to train for longer); any other difference is refused."""
+
+
 def resolve_config(config: Config, run_dir: Path) -> Config:
-    """Write config.yaml for a new run; for an existing run, insist the config is the one it was started with."""
+    """Write config.yaml for a new run; for an existing run, insist the config is the one it was started with
+    (except for RESUMABLE_CHANGES, which are taken and written back)."""
     path = run_dir / "config.yaml"
     if path.is_file():
         saved = load_config_dict(yaml.safe_load(path.read_text()))
-        if saved != config:
-            old, new = _flatten(to_dict(saved)), _flatten(to_dict(config))
-            diff = [k for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
-            raise ConfigError(f"{run_dir}: the run was started with another config (differs in: {', '.join(diff)}); "
+        old, new = _flatten(to_dict(saved)), _flatten(to_dict(config))
+        diff = [k for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+        refused = [k for k in diff if k not in RESUMABLE_CHANGES]
+        if refused:
+            raise ConfigError(f"{run_dir}: the run was started with another config (differs in: {', '.join(refused)}); "
                               "use a new run directory")
-        return saved
+        if not diff:
+            return saved
     run_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    tmp = path.with_name(".config.yaml.tmp")  # atomic: a kill mid-write must not leave a truncated config
+    tmp.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    os.replace(tmp, path)
     return config
 
 
@@ -70,17 +82,30 @@ def make_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, foreach=True)
 
 
+def _before(record: dict[str, Any], step: int) -> bool:
+    """Whether a log record was written before the checkpoint of `step`: a skip logged at that step came after it,
+    and the final record is written again by `finish()`."""
+    at = record.get("step", 0)
+    return record.get("eval") != "final" and (at < step or (at == step and "skipped" not in record))
+
+
 class _Log:
     """The JSONL metrics log; on resume it is cut back to the checkpoint's step."""
 
-    def __init__(self, path: Path, resume_step: int) -> None:
-        self.path = path
+    def __init__(self, path: Path, resume_step: int, *, enabled: bool = True) -> None:
+        self.path, self.enabled = path, enabled
+        if not enabled:  # ranks other than 0 log nothing
+            return
         kept = []
         if path.is_file() and resume_step > 0:
-            kept = [line for line in path.read_text().splitlines() if json.loads(line).get("step", 0) <= resume_step]
-        path.write_text("".join(line + "\n" for line in kept))
+            kept = [line for line in path.read_text().splitlines() if _before(json.loads(line), resume_step)]
+        tmp = path.with_name(f".{path.name}.tmp")  # atomic: a kill while cutting back must not lose the log
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)
 
     def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -103,27 +128,36 @@ class TrainingError(RuntimeError):
 class Trainer:
     """One run: set-up and resume, the step, logging, evaluation and checkpoints."""
 
-    def __init__(self, config: Config, run_dir: Path) -> None:
-        self.config, self.run_dir, self.t = config, run_dir, config.train
+    def __init__(self, config: Config, run_dir: Path, world: World = World()) -> None:
+        self.config, self.run_dir, self.t, self.world = config, run_dir, config.train, world
+        if self.t.grad_accum % world.size:
+            raise ConfigError(f"train.grad_accum: must be a multiple of the number of processes ({world.size}), "
+                              f"got {self.t.grad_accum}, so that the global batch is the same at any world size")
         if self.t.threads:
             torch.set_num_threads(self.t.threads)
         torch.manual_seed(self.t.seed)
+        if not world.is_main:
+            distributed.barrier(world)  # rank 0 prepares the run directory (tokenizer, feature cache) first
         self.task = build_task(config, run_dir)
         self.model = self.task.model
-        (run_dir / "data_stats.json").write_text(json.dumps(self.task.data.stats, indent=2))
-        print(f"{self.task.summary()}; details in {run_dir / 'data_stats.json'}")
+        if world.is_main:
+            distributed.barrier(world)
+            (run_dir / "data_stats.json").write_text(json.dumps(self.task.data.stats, indent=2))
+            print(f"{self.task.summary()}; details in {run_dir / 'data_stats.json'}")
         self.optimizer = make_optimizer(self.model, self.t)
         self.batcher = TokenBudgetBatcher(self.task.train_lengths(), max_tokens=config.data.max_tokens,
                                           max_sentences=config.data.max_sentences, shuffle=True, seed=self.t.seed)
         self.step, self.epoch, self.batch_index = 0, 0, 0
         self._restore()
-        self.log = _Log(run_dir / "metrics.jsonl", self.step)
+        self.log = _Log(run_dir / "metrics.jsonl", self.step, enabled=world.is_main)
         self.batches = self.batcher.batches(self.epoch)
         self.nonfinite_in_a_row = 0
         self.stop_requested: str | None = None
         n_params = sum(p.numel() for p in self.model.parameters())
-        print(f"model: {config.model.encoder} encoder, {config.model.decoder} decoder, "
-              f"{n_params / 1e6:.2f}M parameters")
+        if world.is_main:
+            where = f"; {world.size} processes ({world.backend})" if world.size > 1 else ""
+            print(f"model: {config.model.encoder} encoder, {config.model.decoder} decoder, "
+                  f"{n_params / 1e6:.2f}M parameters{where}")
 
     def _restore(self) -> None:
         ckpt = load_latest(self.run_dir)
@@ -133,7 +167,8 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         self.step, self.epoch, self.batch_index = ckpt["step"], ckpt["data"]["epoch"], ckpt["data"]["batch"]
-        print(f"resuming {self.run_dir} from step {self.step} (epoch {self.epoch}, batch {self.batch_index})")
+        if self.world.is_main:
+            print(f"resuming {self.run_dir} from step {self.step} (epoch {self.epoch}, batch {self.batch_index})")
 
     def checkpoint(self) -> None:
         save_checkpoint(self.run_dir, self.step, {
@@ -141,13 +176,14 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(), "rng": {"torch": torch.get_rng_state()},
             "data": {"epoch": self.epoch, "batch": self.batch_index}}, keep=self.t.keep_checkpoints)
 
-    def _next_batch(self) -> tuple[dict, list[int]]:
+    def _next_batch(self, build: bool = True) -> tuple[dict | None, list[int]]:
+        """The next batch of the global sequence (built only when this rank computes it)."""
         if self.batch_index >= len(self.batches):
             self.epoch, self.batch_index = self.epoch + 1, 0
             self.batches = self.batcher.batches(self.epoch)
         indices = self.batches[self.batch_index]
         self.batch_index += 1
-        return self.task.batch(indices, self.epoch), indices
+        return (self.task.batch(indices, self.epoch) if build else None), indices
 
     def train_step(self) -> dict[str, float] | None:
         """One optimizer step over `grad_accum` batches; None when it was skipped for a non-finite loss/gradient."""
@@ -155,13 +191,19 @@ class Trainer:
             if hasattr(module, "set_step"):
                 module.set_step(self.step)
         losses, sums = [], {}
-        for _ in range(self.t.grad_accum):
-            batch, indices = self._next_batch()
+        for micro in range(self.t.grad_accum):
+            batch, indices = self._next_batch(build=self.world.owns(micro))
+            if batch is None:
+                continue
             loss, stats = self.task.loss(batch)
             (loss / self.t.grad_accum).backward()
             losses.append(float(loss.detach()))
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0) + v
+        distributed.sum_gradients(self.model, self.world)
+        keys = sorted(sums)
+        total, *values = distributed.sum_values([sum(losses), *(sums[k] for k in keys)], self.world)
+        losses, sums = [total / self.t.grad_accum], dict(zip(keys, values))
         lr = lr_at(self.step, self.t)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -174,7 +216,7 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return {"loss": sum(losses) / len(losses), "lr": lr, "grad_norm": grad_norm,
+        return {"loss": losses[0], "lr": lr, "grad_norm": grad_norm,
                 **{k: v / self.t.grad_accum for k, v in sums.items() if k != "tokens"}, "tokens": sums["tokens"]}
 
     def _skip_nonfinite(self, indices: list[int], losses: list[float]) -> None:
@@ -191,7 +233,9 @@ class Trainer:
 
     def run(self, stop_after: int | None = None) -> dict[str, Any]:
         t = self.t
-        bar = tqdm(total=t.max_steps, initial=self.step, disable=not t.progress, dynamic_ncols=True, desc="pretrain")
+        main = self.world.is_main
+        bar = tqdm(total=t.max_steps, initial=self.step, disable=not (t.progress and main), dynamic_ncols=True,
+                   desc="pretrain")
         window_tokens, window_start = 0, time.perf_counter()
         self.model.train()
         with _stop_on_signals(self):
@@ -210,19 +254,24 @@ class Trainer:
                     bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{window_tokens / max(elapsed, 1e-9):.0f}")
                     window_tokens, window_start = 0, time.perf_counter()
                 bar.update(1)
-                if t.eval_every and self.step % t.eval_every == 0 and self.step < t.max_steps:
+                if self.world.size > 1:  # every rank stops at the same step
+                    flag = distributed.sum_values([1.0 if self.stop_requested else 0.0], self.world)[0]
+                    self.stop_requested = self.stop_requested or ("signal" if flag > 0 else None)
+                if main and t.eval_every and self.step % t.eval_every == 0 and self.step < t.max_steps:
                     for split, result in self.task.evaluate(limit=self.config.data.eval_sentences).items():
                         self.log.write({"step": self.step, "eval": split, **result})
                     self.model.train()
-                if self.step % t.checkpoint_every == 0 or self.step == t.max_steps or self.stop_requested:
+                if main and (self.step % t.checkpoint_every == 0 or self.step == t.max_steps or self.stop_requested):
                     self.checkpoint()
                 if self.stop_requested:
                     bar.close()
+                    if not main:
+                        return {}
                     print(f"{self.stop_requested}: stopped cleanly after step {self.step} with a checkpoint; "
                           f"run the same command again to resume ({self.run_dir})")
                     return {"stopped": self.stop_requested, "step": self.step}
         bar.close()
-        return self.finish()
+        return self.finish() if main else {}
 
     def finish(self) -> dict[str, Any]:
         self.model.eval()
@@ -256,5 +305,13 @@ def pretrain(config: Config, run_dir: str | Path, *, stop_after: int | None = No
     `stop_after` stops the loop after that many steps without a final checkpoint, as a crash would (tests).
     """
     run_dir = Path(run_dir)
-    config = resolve_config(config, run_dir)
-    return Trainer(config, run_dir).run(stop_after=stop_after)
+    world = distributed.setup()
+    try:
+        if world.is_main:
+            config = resolve_config(config, run_dir)
+        distributed.barrier(world)
+        if not world.is_main:
+            config = resolve_config(config, run_dir)
+        return Trainer(config, run_dir, world).run(stop_after=stop_after)
+    finally:
+        distributed.shutdown(world)
