@@ -120,6 +120,126 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     print(f"run directory: {run_dir}")
 
 
+def _cli_error(err: Exception) -> ConfigError:
+    return ConfigError(str(err))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from seqae.report import evaluate_run
+
+    try:
+        result = evaluate_run(args.run_dir, data=args.data, out=args.out, limit=args.limit, beam_size=args.beam,
+                              tsne=not args.no_tsne)
+    except ValueError as err:
+        raise _cli_error(err) from None
+    overall = result["reconstruction"][-1]
+    print("reconstruction: " + ", ".join(f"{k} {v:.4g}" for k, v in overall.items()
+                                         if isinstance(v, float)) + f" ({result['items']} items)")
+    for kind, m in result["embeddings"].items():
+        print(f"z by {kind}: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, float)))
+    print(f"wrote {Path(args.out or args.run_dir) / 'report.md'} (and report.json, figures)")
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from seqae.config import load_config
+    from seqae.sweep import parse_sizes, sweep
+
+    config = load_config(args.config, args.set)
+    out = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}_sweep"
+    results = sweep(config, parse_sizes(args.bottleneck), out)
+    metric = "token_accuracy" if config.task == "text" else "mse"
+    for r in results:
+        overall = r["by_length"][-1]
+        print(f"bottleneck {r['bottleneck']}: {metric} {overall[metric]:.4g} ({overall['sequences']} items)")
+    print(f"wrote {out / 'sweep.md'}, sweep.json and sweep.png")
+
+
+def cmd_anomaly(args: argparse.Namespace) -> None:
+    from seqae.apps import anomaly, load_text_run, read_texts, roc_curve
+
+    run = load_text_run(args.run_dir)
+    data = read_texts(args.data)
+    ood = read_texts(args.ood) if args.ood else None
+    if not data.texts or (ood is not None and not ood.texts):
+        raise ConfigError(f"{args.ood if data.texts else args.data}: no sentences")
+    result = anomaly(run, data.texts, ood.texts if ood else None)
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    print(f"{args.data}: {len(result.scores)} sentences, mean token NLL {mean(result.scores):.4f}")
+    if ood is not None:
+        print(f"{args.ood}: {len(result.ood_scores)} sentences, mean token NLL {mean(result.ood_scores):.4f}")
+        print(f"ROC AUC (out-of-domain vs {Path(args.data).name}, by score): {result.auc:.4f}")
+    ranked = sorted(zip(result.scores, data.line_numbers, data.texts), key=lambda r: -r[0])
+    print(f"most anomalous in {args.data}:")
+    for score, line, text in ranked[: args.top]:
+        print(f"  {score:7.3f}  line {line}: {text}")
+    if args.scores:
+        rows = [("data", n, s, t) for s, n, t in zip(result.scores, data.line_numbers, data.texts)]
+        if ood is not None:
+            rows += [("ood", n, s, t) for s, n, t in zip(result.ood_scores, ood.line_numbers, ood.texts)]
+        Path(args.scores).write_text("set\tline\tscore\ttext\n" + "".join(f"{a}\t{n}\t{s:.6f}\t{t}\n"
+                                                                          for a, n, s, t in rows), encoding="utf-8")
+        print(f"wrote {args.scores}")
+    if args.plot:
+        if ood is None:
+            raise ConfigError("--plot draws in-domain against out-of-domain scores: give --ood FILE")
+        from seqae.plots import plot_anomaly
+
+        fpr, tpr = roc_curve(result.scores, result.ood_scores)
+        plot_anomaly(result.scores, result.ood_scores, fpr.tolist(), tpr.tolist(), result.auc, args.plot,
+                     title=f"Anomaly scores: {Path(args.data).name} vs {Path(args.ood).name}")
+        print(f"wrote {args.plot}")
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    from seqae.apps import load_text_run, read_texts, search
+
+    run = load_text_run(args.run_dir)
+    index = read_texts(args.index)
+    queries = [args.query] if args.query is not None else read_texts(args.query_file).texts
+    if not index.texts or not queries:
+        raise ConfigError(f"search: no sentences in {args.index if not index.texts else 'the queries'}")
+    for query, hits in zip(queries, search(run, index.texts, queries, k=args.k)):
+        print(f"query: {query}")
+        for rank, (i, score) in enumerate(hits, start=1):
+            print(f"  {rank}. {score:.4f}  line {index.line_numbers[i]}: {index.texts[i]}")
+
+
+def cmd_compress(args: argparse.Namespace) -> None:
+    from seqae.apps import compress, load_text_run, read_texts
+
+    run = load_text_run(args.run_dir)
+    sentences = read_texts(args.data, keep_empty=True).texts  # one z per line, empty ones included
+    stats = compress(run, sentences, args.out, mode=args.quantize)
+    print(f"wrote {args.out}: {stats['sentences']} z vectors ({args.quantize}); text {stats['text_bytes']} bytes -> "
+          f"{stats['z_bytes']} bytes ({stats['ratio']:.2f}x)")
+    if "token_accuracy" in stats:
+        print(f"decoded back: token accuracy {stats['token_accuracy']:.4f}, exact match {stats['exact_match']:.4f}, "
+              f"BLEU {stats['bleu']:.2f}")
+
+
+def cmd_decompress(args: argparse.Namespace) -> None:
+    from seqae.apps import decompress, load_text_run
+
+    try:
+        lines = decompress(load_text_run(args.run_dir), args.z, beam_size=args.beam)
+    except ValueError as err:
+        raise _cli_error(err) from None
+    Path(args.output).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    print(f"wrote {args.output}: {len(lines)} lines decoded from {args.z}")
+
+
+def cmd_interpolate(args: argparse.Namespace) -> None:
+    from seqae.apps import interpolate, load_text_run
+
+    try:
+        points = interpolate(load_text_run(args.run_dir), args.a, args.b, steps=args.steps, method=args.method,
+                             beam_size=args.beam)
+    except ValueError as err:
+        raise _cli_error(err) from None
+    for t, text in points:
+        print(f"{t:.2f}  {text}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqae", description="Sequence autoencoders for speech and text.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -164,6 +284,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. encoder=null")
     p.add_argument("--run-dir", help="run directory (default runs/<config name>); an existing one is resumed")
     p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("evaluate", help="write report.md, report.json and figures for a run")
+    p.add_argument("run_dir")
+    p.add_argument("--data", help="evaluation data (text: .txt or .jsonl with text/label; speech: a manifest); "
+                                  "default: the run's data.heldout")
+    p.add_argument("--out", help="where the report goes (default: the run directory)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N items")
+    p.add_argument("--beam", type=int, default=1, help="beam size for text reconstruction (1: greedy)")
+    p.add_argument("--no-tsne", action="store_true", help="draw only the PCA map of z")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("sweep", help="train a recipe at several bottleneck sizes and compare reconstruction")
+    p.add_argument("config")
+    p.add_argument("--bottleneck", required=True, help="comma-separated sizes of z, e.g. 32,64,128,256,512")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", help="folder for the runs and sweep.md (default runs/<config name>_sweep)")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("anomaly", help="score sentences by reconstruction NLL; ROC AUC against an out-of-domain set")
+    p.add_argument("run_dir")
+    p.add_argument("--data", required=True, help="in-domain sentences (.txt, or .jsonl with text)")
+    p.add_argument("--ood", help="out-of-domain sentences: report the ROC AUC of telling them apart")
+    p.add_argument("--top", type=int, default=5, help="most anomalous sentences to print")
+    p.add_argument("--scores", help="write every score to this TSV file")
+    p.add_argument("--plot", help="write score histograms and the ROC curve to this PNG (needs --ood)")
+    p.set_defaults(func=cmd_anomaly)
+
+    p = sub.add_parser("search", help="nearest sentences of an index by cosine similarity of z")
+    p.add_argument("run_dir")
+    p.add_argument("--index", required=True, help="sentences to search (.txt, or .jsonl with text)")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--query", help="one query sentence")
+    group.add_argument("--query-file", help="a file of query sentences")
+    p.add_argument("-k", type=int, default=5, help="neighbours per query")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("compress", help="store each line of a text file as its z vector (.npz)")
+    p.add_argument("run_dir")
+    p.add_argument("--data", required=True, help="a text file, one sentence per line")
+    p.add_argument("--out", required=True, help="the .npz file to write")
+    p.add_argument("--quantize", choices=["none", "float16", "int8"], default="none")
+    p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("decompress", help="decode the z vectors of `seqae compress` back to text")
+    p.add_argument("run_dir")
+    p.add_argument("z", help="the .npz file written by seqae compress (with the same run)")
+    p.add_argument("output", help="text file to write, one line per z")
+    p.add_argument("--beam", type=int, default=1, help="beam size (1: greedy, as compress checks)")
+    p.set_defaults(func=cmd_decompress)
+
+    p = sub.add_parser("interpolate", help="decode points between the z's of two sentences")
+    p.add_argument("run_dir")
+    p.add_argument("a", help="first sentence")
+    p.add_argument("b", help="second sentence")
+    p.add_argument("--steps", type=int, default=5, help="points decoded, both ends included")
+    p.add_argument("--method", choices=["linear", "slerp"], default="linear")
+    p.add_argument("--beam", type=int, default=1, help="beam size (1: greedy)")
+    p.set_defaults(func=cmd_interpolate)
     return parser
 
 
