@@ -12,6 +12,7 @@ training sequences.
 from __future__ import annotations
 
 import io
+import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -80,7 +81,9 @@ def train_tokenizer(
     prefix = Path(model_prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     model_path = prefix.with_name(prefix.name + ".model")
-    model_path.write_bytes(proto.getvalue())
+    tmp = model_path.with_name(f".{model_path.name}.tmp")  # atomic: a killed run never leaves half a model
+    tmp.write_bytes(proto.getvalue())
+    os.replace(tmp, model_path)
     tokenizer = Tokenizer.load(model_path)
     tokenizer.write_vocab(prefix.with_name(prefix.name + ".vocab"))
     return tokenizer

@@ -100,6 +100,8 @@ def load_text_lines(
         raise ValueError(f"encoding_errors must be one of {ENCODING_ERRORS}, got {encoding_errors!r}")
     builder, config, files = _resolve(source, split, hub_config, data_files)
     local = files is not None
+    if local and all(f.stat().st_size == 0 for f in files):  # datasets fails on these with an opaque message
+        raise CorpusError(f"{source}: empty file{'s' if len(files) > 1 else ''} (0 bytes): no lines to read")
     replaced = sum(_scan_utf8(f, encoding_errors, builder) for f in files or [] if f.suffix in SCANNED)
     kwargs = {"encoding_errors": encoding_errors} if local and builder in REPLACEABLE else {}
     split_files = {split: [str(f) for f in files]} if local else data_files

@@ -57,7 +57,9 @@ def _tokenizer(config: Config, run_dir: Path, lines: list[str]) -> Tokenizer:
     if path.is_file():
         return Tokenizer.load(path)
     if config.tokenizer.path is not None:
-        path.write_bytes(Tokenizer.load(config.tokenizer.path).serialized())
+        tmp = path.with_name(f".{path.name}.tmp")  # atomic: a killed run never leaves half a model
+        tmp.write_bytes(Tokenizer.load(config.tokenizer.path).serialized())
+        tmp.replace(path)
         return Tokenizer.load(path)
     return train_tokenizer(lines, run_dir / "tokenizer", vocab_size=config.tokenizer.vocab_size,
                            model_type=config.tokenizer.model_type, seed=config.train.seed)
