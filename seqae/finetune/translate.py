@@ -1,0 +1,308 @@
+"""Seq2seq translation on an exported text encoder: a Transformer decoder attending to the encoder's states.
+
+Dimension letters: B batch, S source tokens, T target tokens, D encoder width, H decoder width, E target
+embedding width, V target vocabulary.
+
+Data: `data.train` / `data.heldout` / `data.test` are UTF-8 pairs files, one `source<TAB>target` a line. The
+source side is tokenised with the export's SentencePiece model; the target side with a SentencePiece model
+trained on the labelled training targets (<run_dir>/target_tokenizer.model, reused on resume). Blank lines,
+malformed lines (no tab, an empty side) and overlong sources are skipped and counted (`data.strict`: a malformed
+line stops the run, naming file and line).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seqae.config import ConfigError
+from seqae.data.batching import TokenBudgetBatcher, collate_tokens
+from seqae.export import PretrainedEncoder
+from seqae.finetune import freeze, init_encoder, labelled_subset
+from seqae.finetune.config import DecoderConfig, FinetuneConfig
+from seqae.generate import beam_search, greedy_decode
+from seqae.models.decoders import State, TransformerDecoder
+from seqae.models.layers import lengths_to_mask
+from seqae.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_tokenizer
+
+
+def read_pairs(path: str, key: str, *, strict: bool = False) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """(source, target) pairs of a `source<TAB>target` file, and counts of the lines skipped (with the first
+    few named `file:line`); a missing file, or with `strict` a malformed line, raises ConfigError naming it."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"{key}: {path}: pairs file not found")
+    pairs, blank, bad = [], 0, []
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{key}: {path}: not UTF-8 ({err})") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            blank += 1
+            continue
+        parts = line.split("\t")
+        if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
+            if strict:
+                raise ConfigError(f"{key}: {path}:{number}: expected 'source<TAB>target', got {line[:80]!r}")
+            bad.append(f"{path}:{number}")
+            continue
+        pairs.append((parts[0].strip(), parts[1].strip()))
+    return pairs, {"lines": len(lines), "pairs": len(pairs), "blank": blank, "malformed": len(bad),
+                   "malformed_lines": bad[:20]}
+
+
+class Translator(nn.Module):
+    """Encoder states -> (Linear to the decoder width) -> memory of a Transformer decoder over target tokens."""
+
+    def __init__(self, *, encoder: PretrainedEncoder, decoder: TransformerDecoder, vocab_size: int, embed_dim: int,
+                 tie_embeddings: bool = True, freeze_encoder: bool = False) -> None:
+        super().__init__()
+        self.encoder, self.decoder, self.frozen = encoder, decoder, freeze_encoder
+        dim = decoder.output_dim
+        self.bridge = nn.Linear(encoder.output_dim, dim) if encoder.output_dim != dim else nn.Identity()
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+        nn.init.normal_(self.embedding.weight, std=embed_dim ** -0.5)  # tied logits start near uniform
+        with torch.no_grad():
+            self.embedding.weight[PAD_ID].zero_()
+        self.out = nn.Linear(dim, vocab_size)
+        if tie_embeddings:
+            self.out.weight = self.embedding.weight
+        if freeze_encoder:
+            freeze(encoder)
+
+    def train(self, mode: bool = True) -> Translator:
+        super().train(mode)
+        if self.frozen:
+            self.encoder.eval()
+        return self
+
+    def encode(self, src: Tensor, src_lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """src: [B, S] ids (bos ... eos), src_lengths: [B] -> memory [B, S, H], memory_mask [B, S]."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            enc = self.encoder.encode_inputs(src, src_lengths)
+        return self.bridge(enc.states), lengths_to_mask(enc.lengths, enc.states.shape[1])
+
+    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher forcing: tgt_in [B, T] (bos first) -> logits [B, T, V] for the next tokens."""
+        memory, mask = self.encode(src, src_lengths)
+        h = self.decoder(self.embedding(tgt_in), memory=memory, memory_mask=mask)  # (B, T, H)
+        return self.out(h)
+
+    @torch.no_grad()
+    def translate(self, src: Tensor, src_lengths: Tensor, *, max_len: int, beam_size: int = 1
+                  ) -> tuple[Tensor, Tensor]:
+        """src: [B, S] -> target ids [B, L] (bos first, pad after eos) and lengths [B] (bos, eos counted)."""
+        memory, mask = self.encode(src, src_lengths)
+        stepper = _Stepper(self, memory, mask)
+        rows = torch.arange(src.shape[0], device=src.device)  # (B,) what seqae.generate calls z
+        ids = dict(bos_id=BOS_ID, eos_id=EOS_ID, pad_id=PAD_ID)
+        if beam_size > 1:
+            return beam_search(stepper, rows, beam_size=beam_size, max_len=max_len, **ids)
+        return greedy_decode(stepper, rows, max_len=max_len, **ids)
+
+
+class _Stepper:
+    """The `start/step/reorder` model of `seqae.generate` for one encoded batch: `z` is each hypothesis's
+    source row [B'] (beam search repeats rows), so memory and mask follow the hypotheses."""
+
+    def __init__(self, model: Translator, memory: Tensor, mask: Tensor) -> None:
+        self.model, self.memory, self.mask = model, memory, mask
+
+    def start(self, rows: Tensor) -> State:
+        return self.model.decoder.start(memory=self.memory.index_select(0, rows),
+                                        memory_mask=self.mask.index_select(0, rows))
+
+    def step(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
+        """prev: [B'] token ids -> log_probs [B', V]."""
+        h, state = self.model.decoder.step(self.model.embedding(prev), state)
+        return F.log_softmax(self.model.out(h).float(), dim=-1), state
+
+    reorder = staticmethod(TransformerDecoder.reorder)
+
+
+def build_translator(encoder: PretrainedEncoder, cfg: DecoderConfig, vocab_size: int, *,
+                     freeze_encoder: bool = False) -> Translator:
+    """The translation model around `encoder` with a decoder described by `cfg`."""
+    decoder = TransformerDecoder(input_dim=cfg.embed_dim, dim=cfg.dim, num_layers=cfg.layers,
+                                 num_heads=cfg.num_heads, ff_dim=cfg.ff_dim, dropout=cfg.dropout,
+                                 max_positions=cfg.max_positions)
+    return Translator(encoder=encoder, decoder=decoder, vocab_size=vocab_size, embed_dim=cfg.embed_dim,
+                      tie_embeddings=cfg.tie_embeddings, freeze_encoder=freeze_encoder)
+
+
+@dataclass
+class PairData:
+    src: list[list[int]]
+    tgt: list[list[int]]
+    refs: list[str]
+    """The raw target sentences (BLEU references)."""
+
+
+@dataclass
+class TranslateData:
+    train: PairData
+    eval: dict[str, PairData]
+    stats: dict[str, Any]
+
+
+class TranslateTask:
+    """Seq2seq fine-tuning of a text encoder on a `label_fraction` subset of the training pairs."""
+
+    def __init__(self, config: FinetuneConfig, run_dir: Path) -> None:
+        self.config, self.run_dir = config, Path(run_dir)
+        d = config.data
+        sources = {"train": d.train, "heldout": d.heldout, "test": d.test}
+        raw = {split: read_pairs(path, f"data.{split}", strict=d.strict) for split, path in sources.items() if path}
+        train_pairs, train_stats = raw["train"]
+        if not train_pairs:
+            raise ConfigError(f"data.train: no usable pair in {d.train}")
+        train_pairs = [train_pairs[i] for i in labelled_subset(len(train_pairs), config.label_fraction,
+                                                               config.train.seed)]
+        train_stats.update(label_fraction=config.label_fraction, labelled=len(train_pairs))
+        self.target_tokenizer = self._target_tokenizer([t for _, t in train_pairs])
+        encoder = init_encoder(config, kind="text")
+        self.source_tokenizer = encoder.tokenizer
+        self.max_len = self._source_max_len(encoder)
+        stats: dict[str, Any] = {"train": train_stats, "target_vocab": self.target_tokenizer.vocab_size}
+        train = self._encode(train_pairs, train_stats, overlong=d.overlong)
+        evals = {}
+        for split in ("heldout", "test"):
+            if split in raw:
+                pairs, stats[split] = raw[split]
+                evals[split] = self._encode(pairs, stats[split], overlong="truncate")
+        if not train.src:
+            raise ConfigError(f"data.train: every labelled pair is over data.max_len ({self.max_len} source tokens)")
+        self.data = TranslateData(train=train, eval=evals, stats=stats)
+        self.model = build_translator(encoder, config.decoder, self.target_tokenizer.vocab_size,
+                                      freeze_encoder=config.freeze_encoder)
+
+    def _target_tokenizer(self, targets: list[str]) -> Tokenizer:
+        path = self.run_dir / "target_tokenizer.model"
+        if path.is_file():
+            return Tokenizer.load(path)
+        t = self.config.target_tokenizer
+        try:
+            return train_tokenizer(targets, self.run_dir / "target_tokenizer", vocab_size=t.vocab_size,
+                                   model_type=t.model_type, seed=self.config.train.seed)
+        except ValueError as err:
+            raise ConfigError(f"target_tokenizer: {err}") from None
+
+    def _source_max_len(self, encoder: PretrainedEncoder) -> int:
+        """data.max_len, or the export's pretraining max_len; checked against the position tables."""
+        max_len = self.config.data.max_len or encoder.config["frontend"]["max_len"]
+        limit = encoder.config["encoder"].get("max_positions")
+        if limit is not None and max_len > limit:
+            raise ConfigError(f"data.max_len: {max_len} is more than the encoder's max_positions ({limit})")
+        if self.config.data.max_target_len > self.config.decoder.max_positions:
+            raise ConfigError(f"data.max_target_len: {self.config.data.max_target_len} is more than "
+                              f"decoder.max_positions ({self.config.decoder.max_positions})")
+        return max_len
+
+    def _encode(self, pairs: list[tuple[str, str]], stats: dict[str, Any], *, overlong: str) -> PairData:
+        """Ids with bos/eos; sources over data.max_len skipped or cut (`overlong`: data.overlong for training,
+        always cut for evaluation, so every pair is scored), targets over data.max_target_len cut (scored against
+        the full reference anyway); all counted in `stats`."""
+        d = self.config.data
+        out = PairData(src=[], tgt=[], refs=[])
+        srcs = self.source_tokenizer.encode_batch([s for s, _ in pairs])
+        tgts = self.target_tokenizer.encode_batch([t for _, t in pairs])
+        long_src = long_tgt = 0
+        for (_, ref), s, t in zip(pairs, srcs, tgts):
+            if len(s) + 2 > self.max_len:
+                long_src += 1
+                if overlong == "skip":
+                    continue
+            long_tgt += len(t) + 2 > d.max_target_len
+            out.src.append([BOS_ID, *s[: self.max_len - 2], EOS_ID])
+            out.tgt.append([BOS_ID, *t[: d.max_target_len - 2], EOS_ID])
+            out.refs.append(ref)
+        stats.update(overlong_sources=long_src, overlong_action=overlong, targets_cut=long_tgt, used=len(out.src))
+        return out
+
+    def summary(self) -> str:
+        s = self.data.stats["train"]
+        evals = ", ".join(f"{len(p.src)} {split}" for split, p in self.data.eval.items()) or "no evaluation data"
+        return (f"data: {len(self.data.train.src)} labelled train pairs ({s['labelled']} drawn of {s['pairs']}, "
+                f"label_fraction {self.config.label_fraction:g}); {evals}; source vocab "
+                f"{self.source_tokenizer.vocab_size}, target vocab {self.target_tokenizer.vocab_size}")
+
+    def train_lengths(self) -> list[int]:
+        return [max(len(s), len(t)) for s, t in zip(self.data.train.src, self.data.train.tgt)]
+
+    def batch(self, indices: list[int], epoch: int) -> dict[str, Tensor]:
+        """src [B, S], src_lengths [B], tgt [B, T] (bos ... eos, padded)."""
+        src, src_lengths = collate_tokens([self.data.train.src[i] for i in indices], PAD_ID)
+        tgt, _ = collate_tokens([self.data.train.tgt[i] for i in indices], PAD_ID)
+        return {"src": src, "src_lengths": src_lengths, "tgt": tgt}
+
+    def _loss(self, batch: dict[str, Tensor], label_smoothing: float) -> tuple[Tensor, int]:
+        logits = self.model(batch["src"], batch["src_lengths"], batch["tgt"][:, :-1])  # (B, T-1, V)
+        target = batch["tgt"][:, 1:]  # (B, T-1)
+        loss = F.cross_entropy(logits.float().transpose(1, 2), target, ignore_index=PAD_ID,
+                               label_smoothing=label_smoothing)
+        return loss, int((target != PAD_ID).sum())
+
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        loss, tokens = self._loss(batch, self.config.train.label_smoothing)
+        return loss, {"ce": float(loss.detach()), "tokens": tokens}
+
+    @torch.no_grad()
+    def translate_ids(self, src: list[list[int]], *, beam_size: int = 1) -> list[str]:
+        """Source id sequences (bos ... eos) -> detokenised translations, in order."""
+        was_training = self.model.training
+        self.model.eval()
+        out: list[str] = [""] * len(src)
+        batcher = TokenBudgetBatcher([len(s) for s in src], max_tokens=self.config.data.max_tokens, shuffle=False)
+        for idx in batcher.batches(0):
+            tokens, lengths = self.model.translate(*collate_tokens([src[i] for i in idx], PAD_ID),
+                                                   max_len=self.config.data.max_target_len, beam_size=beam_size)
+            for i, row, n in zip(idx, tokens.tolist(), lengths.tolist()):
+                out[i] = self.target_tokenizer.decode([t for t in row[1:n] if t not in (EOS_ID, PAD_ID)])
+        self.model.train(was_training)
+        return out
+
+    @torch.no_grad()
+    def _score(self, data: PairData, limit: int | None, beam_size: int) -> dict[str, Any]:
+        import sacrebleu
+
+        src, tgt, refs = data.src[:limit], data.tgt[:limit], data.refs[:limit]
+        if not src:
+            return {"bleu": float("nan"), "chrf": float("nan"), "loss": float("nan"), "sentences": 0}
+        was_training = self.model.training
+        self.model.eval()
+        loss_sum, tokens = 0.0, 0
+        for idx in TokenBudgetBatcher([len(s) for s in src], max_tokens=self.config.data.max_tokens,
+                                      shuffle=False).batches(0):
+            s, s_lengths = collate_tokens([src[i] for i in idx], PAD_ID)
+            t, _ = collate_tokens([tgt[i] for i in idx], PAD_ID)
+            loss, n = self._loss({"src": s, "src_lengths": s_lengths, "tgt": t}, 0.0)
+            loss_sum, tokens = loss_sum + float(loss) * n, tokens + n
+        self.model.train(was_training)
+        hyps = self.translate_ids(src, beam_size=beam_size)
+        return {"bleu": sacrebleu.corpus_bleu(hyps, [refs]).score, "chrf": sacrebleu.corpus_chrf(hyps, [refs]).score,
+                "loss": loss_sum / max(tokens, 1), "sentences": len(src),
+                "examples": [{"ref": r, "hyp": h} for r, h in zip(refs[:3], hyps[:3])]}
+
+    def evaluate(self, limit: int | None = None) -> dict[str, dict[str, Any]]:
+        """Loss, BLEU and chrF (sacrebleu) on the labelled training pairs and held-out pairs (the first `limit`
+        of each, greedy); the final evaluation (limit None) adds the test split and uses train.beam_size."""
+        beam = self.config.train.beam_size if limit is None else 1
+        result = {"train": self._score(self.data.train, limit or self.config.data.eval_sentences, beam)}
+        for split, data in self.data.eval.items():
+            if split != "test" or limit is None:
+                result[split] = self._score(data, limit, beam)
+        return result
+
+    def final_metrics(self) -> dict[str, Any]:
+        metrics: dict[str, Any] = {"init": "pretrained" if self.config.pretrained else "scratch",
+                                   "label_fraction": self.config.label_fraction,
+                                   "labelled_pairs": len(self.data.train.src), "beam_size": self.config.train.beam_size}
+        for split, r in self.evaluate().items():
+            metrics.update({f"{split}_{k}": v for k, v in r.items()})
+        return metrics
