@@ -45,12 +45,12 @@ RESUMABLE_CHANGES = ("train.max_steps", "train.threads", "train.progress")
 """Keys a resumed run may change (e.g. to train for longer); any other difference is refused."""
 
 
-def resolve_config(config: Config, run_dir: Path) -> Config:
+def resolve_config(config, run_dir: Path, cls: type = Config):
     """Write config.yaml for a new run; for an existing run, insist the config is the one it was started with
-    (except for RESUMABLE_CHANGES, which are taken and written back)."""
+    (except for RESUMABLE_CHANGES, which are taken and written back). `cls`: the config class of the run."""
     path = run_dir / "config.yaml"
     if path.is_file():
-        saved = load_config_dict(yaml.safe_load(path.read_text()))
+        saved = load_config_dict(yaml.safe_load(path.read_text()), cls)
         old, new = _flatten(to_dict(saved)), _flatten(to_dict(config))
         diff = [k for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
         refused = [k for k in diff if k not in RESUMABLE_CHANGES]
@@ -128,7 +128,10 @@ class TrainingError(RuntimeError):
 class Trainer:
     """One run: set-up and resume, the step, logging, evaluation and checkpoints."""
 
-    def __init__(self, config: Config, run_dir: Path, world: World = World()) -> None:
+    def __init__(self, config: Config, run_dir: Path, world: World = World(), *, task=None,
+                 optimizer: torch.optim.Optimizer | None = None) -> None:
+        """`task` and `optimizer` default to the pretraining task of `config` and AdamW over every parameter;
+        fine-tuning passes its own."""
         self.config, self.run_dir, self.t, self.world = config, run_dir, config.train, world
         if self.t.grad_accum % world.size:
             raise ConfigError(f"train.grad_accum: must be a multiple of the number of processes ({world.size}), "
@@ -138,13 +141,13 @@ class Trainer:
         torch.manual_seed(self.t.seed)
         if not world.is_main:
             distributed.barrier(world)  # rank 0 prepares the run directory (tokenizer, feature cache) first
-        self.task = build_task(config, run_dir)
+        self.task = task if task is not None else build_task(config, run_dir)
         self.model = self.task.model
         if world.is_main:
             distributed.barrier(world)
             (run_dir / "data_stats.json").write_text(json.dumps(self.task.data.stats, indent=2))
             print(f"{self.task.summary()}; details in {run_dir / 'data_stats.json'}")
-        self.optimizer = make_optimizer(self.model, self.t)
+        self.optimizer = optimizer if optimizer is not None else make_optimizer(self.model, self.t)
         self.batcher = TokenBudgetBatcher(self.task.train_lengths(), max_tokens=config.data.max_tokens,
                                           max_sentences=config.data.max_sentences, shuffle=True, seed=self.t.seed)
         self.step, self.epoch, self.batch_index = 0, 0, 0
@@ -153,11 +156,16 @@ class Trainer:
         self.batches = self.batcher.batches(self.epoch)
         self.nonfinite_in_a_row = 0
         self.stop_requested: str | None = None
-        n_params = sum(p.numel() for p in self.model.parameters())
         if world.is_main:
-            where = f"; {world.size} processes ({world.backend})" if world.size > 1 else ""
-            print(f"model: {config.model.encoder} encoder, {config.model.decoder} decoder, "
-                  f"{n_params / 1e6:.2f}M parameters{where}")
+            print(f"model: {self._describe_model()}" +
+                  (f"; {world.size} processes ({world.backend})" if world.size > 1 else ""))
+
+    def _describe_model(self) -> str:
+        total = sum(p.numel() for p in self.model.parameters())
+        trained = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        model_cfg = getattr(self.config, "model", None)
+        arch = f"{model_cfg.encoder} encoder, {model_cfg.decoder} decoder, " if model_cfg is not None else ""
+        return f"{arch}{total / 1e6:.2f}M parameters" + (f", {trained / 1e6:.2f}M trained" if trained < total else "")
 
     def _restore(self) -> None:
         ckpt = load_latest(self.run_dir)

@@ -13,7 +13,6 @@ after it from the same random state, so they start identical too.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -22,14 +21,12 @@ import torch
 import yaml
 from torch import nn
 
-from seqae.config import ConfigError, load_config_dict, to_dict
-from seqae.data.batching import TokenBudgetBatcher
-from seqae.distributed import World
+from seqae.config import ConfigError
 from seqae.export import ExportError, PretrainedEncoder, build_modules, load_encoder
 from seqae.finetune.config import FinetuneConfig, load_finetune_config
-from seqae.train import Trainer, _Log
+from seqae.train import Trainer, resolve_config
 
-__all__ = ["FinetuneConfig", "FinetuneTrainer", "ScaledLrAdamW", "finetune", "finetune_command", "init_encoder",
+__all__ = ["FinetuneConfig", "ScaledLrAdamW", "finetune", "finetune_command", "init_encoder",
            "labelled_subset", "load_finetune_config", "make_finetune_optimizer"]
 
 
@@ -119,63 +116,6 @@ def build_finetune_task(config: FinetuneConfig, run_dir: Path):
     return TranslateTask(config, run_dir)
 
 
-class FinetuneTrainer(Trainer):
-    """The pretraining loop (step, logging, evaluation, checkpoints, resume) around a fine-tuning task, in one
-    process.
-
-    Only the set-up differs from `seqae.train.Trainer.__init__` (which builds a pretraining task and one learning
-    rate for every parameter): the task comes from `build_finetune_task`, and the optimizer gives the encoder its
-    own learning rate and leaves frozen parameters out. It sets the attributes the inherited loop reads.
-    """
-
-    def __init__(self, config: FinetuneConfig, run_dir: Path) -> None:
-        self.config, self.run_dir, self.t, self.world = config, run_dir, config.train, World()
-        if self.t.threads:
-            torch.set_num_threads(self.t.threads)
-        torch.manual_seed(self.t.seed)
-        self.task = build_finetune_task(config, run_dir)
-        self.model = self.task.model
-        (run_dir / "data_stats.json").write_text(json.dumps(self.task.data.stats, indent=2))
-        print(f"{self.task.summary()}; details in {run_dir / 'data_stats.json'}")
-        self.optimizer = make_finetune_optimizer(self.model, self.t, config.encoder_lr)
-        self.batcher = TokenBudgetBatcher(self.task.train_lengths(), max_tokens=config.data.max_tokens,
-                                          max_sentences=config.data.max_sentences, shuffle=True, seed=self.t.seed)
-        self.step, self.epoch, self.batch_index = 0, 0, 0
-        self._restore()
-        self.log = _Log(run_dir / "metrics.jsonl", self.step)
-        self.batches = self.batcher.batches(self.epoch)
-        self.nonfinite_in_a_row = 0
-        self.stop_requested: str | None = None
-        total = sum(p.numel() for p in self.model.parameters())
-        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-        print(f"fine-tune {config.task}: {'pretrained' if config.pretrained else 'scratch'} encoder "
-              f"({config.encoder_spec}){', frozen' if config.freeze_encoder else ''}; {total / 1e6:.2f}M parameters, "
-              f"{trainable / 1e6:.2f}M trained")
-
-
-def resolve_finetune_config(config: FinetuneConfig, run_dir: Path) -> FinetuneConfig:
-    """Write config.yaml for a new run; for an existing run, insist the config is the one it was started with."""
-    path = run_dir / "config.yaml"
-    if path.is_file():
-        saved = load_config_dict(yaml.safe_load(path.read_text()), FinetuneConfig)
-        if saved != config:
-            old, new = _flatten(to_dict(saved)), _flatten(to_dict(config))
-            diff = [k for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
-            raise ConfigError(f"{run_dir}: the run was started with another config (differs in: {', '.join(diff)}); "
-                              "use a new run directory")
-        return saved
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-    return config
-
-
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
 def finetune(config: FinetuneConfig, run_dir: str | Path, *, stop_after: int | None = None) -> dict[str, Any]:
     """Fine-tune or resume; returns the final metrics (also written to run_dir/metrics.json).
 
@@ -184,8 +124,15 @@ def finetune(config: FinetuneConfig, run_dir: str | Path, *, stop_after: int | N
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("seqae finetune runs in one process; start it without torchrun")
     run_dir = Path(run_dir)
-    config = resolve_finetune_config(config, run_dir)
-    return FinetuneTrainer(config, run_dir).run(stop_after=stop_after)
+    config = resolve_config(config, run_dir, FinetuneConfig)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    torch.manual_seed(config.train.seed)
+    task = build_finetune_task(config, run_dir)
+    optimizer = make_finetune_optimizer(task.model, config.train, config.encoder_lr)
+    print(f"fine-tune {config.task}: {'pretrained' if config.pretrained else 'scratch'} encoder "
+          f"({config.encoder_spec}){', frozen' if config.freeze_encoder else ''}")
+    return Trainer(config, run_dir, task=task, optimizer=optimizer).run(stop_after=stop_after)
 
 
 def finetune_command(task: str, config_path: str | Path, overrides: list[str], run_dir: str | Path | None = None
