@@ -65,6 +65,9 @@ class DataConfig:
     """Held-out (and training) sequences used by periodic evaluation."""
     strict: bool = False
     """Stop at the first bad item (unreadable audio, ...) instead of skipping and counting it."""
+    targets: Literal["self", "label", "neighbours"] = "self"
+    """Speech: rebuild the input itself, or (correspondence autoencoder) another utterance of the same label, or
+    of one of its nearest neighbours by other speakers (no labels used)."""
 
     def __post_init__(self) -> None:
         _check(self.max_len >= 3, "data.max_len", f"must be >= 3 (bos, one token, eos), got {self.max_len}")
