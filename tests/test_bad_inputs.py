@@ -120,8 +120,6 @@ def test_overlong_skip_drops_and_counts_the_long_line(text_corpora, tmp_path):
     assert len(prepared.train) == train.kept - 1
 
 
-@pytest.mark.xfail(strict=True, reason="text reading counts replaced lines but does not say where they are; "
-                                        "data_stats.json should name them (file:line), as strict mode does")
 def test_replaced_lines_are_named_by_file_and_line(text_corpora, tmp_path):
     from seqae.config import load_config_dict
     from seqae.tasks.text import prepare_text

@@ -42,6 +42,7 @@ class ReadStats:
     lines_kept: int  # lines returned
     empty_skipped: int  # empty, whitespace-only or null rows
     replaced_lines: int  # lines with undecodable bytes replaced by U+FFFD (encoding_errors="replace")
+    replaced_at: tuple[str, ...] = ()  # `file:line` of each of them (the first 1,000)
     control_chars_lines: int  # lines whose control characters (not tab) were replaced by spaces
 
     def as_dict(self) -> dict:
@@ -102,7 +103,8 @@ def load_text_lines(
     local = files is not None
     if local and all(f.stat().st_size == 0 for f in files):  # datasets fails on these with an opaque message
         raise CorpusError(f"{source}: empty file{'s' if len(files) > 1 else ''} (0 bytes): no lines to read")
-    replaced = sum(_scan_utf8(f, encoding_errors, builder) for f in files or [] if f.suffix in SCANNED)
+    replaced_at = [where for f in files or [] if f.suffix in SCANNED for where in _scan_utf8(f, encoding_errors, builder)]
+    replaced = len(replaced_at)
     kwargs = {"encoding_errors": encoding_errors} if local and builder in REPLACEABLE else {}
     split_files = {split: [str(f) for f in files]} if local else data_files
     dataset = _load(source, builder, config, split_files, split, kwargs)
@@ -119,6 +121,7 @@ def load_text_lines(
         lines_kept=len(lines),
         empty_skipped=empty,
         replaced_lines=replaced,
+        replaced_at=tuple(replaced_at[:1000]),
         control_chars_lines=control,
     )
     return lines, stats
@@ -222,9 +225,9 @@ def _builder_of(files: list[Path]) -> str:
     return builders.pop()
 
 
-def _scan_utf8(path: Path, encoding_errors: str, builder: str) -> int:
-    """Number of lines of `path` that are not valid UTF-8; raises in strict mode."""
-    bad, line_offset = 0, 0
+def _scan_utf8(path: Path, encoding_errors: str, builder: str) -> list[str]:
+    """`file:line` of each line of `path` that is not valid UTF-8; raises in strict mode."""
+    bad, line_offset = [], 0
     with path.open("rb") as f:
         for block in iter(lambda: f.read(_BLOCK), b""):
             block += f.readline()  # end the block at a line break
@@ -237,7 +240,7 @@ def _scan_utf8(path: Path, encoding_errors: str, builder: str) -> int:
                     except UnicodeDecodeError as err:
                         if encoding_errors == "strict" or builder not in REPLACEABLE:
                             raise CorpusError(_bad_bytes_message(path, lineno, raw, err, builder)) from None
-                        bad += 1
+                        bad.append(f"{path}:{lineno}")
             line_offset += block.count(b"\n")
     return bad
 
