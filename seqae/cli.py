@@ -81,11 +81,13 @@ def cmd_corrupt(args: argparse.Namespace) -> None:
     from seqae.tasks.text import build_noise
 
     config = load_config(args.config, args.set)
-    if config.task != "text":
-        raise ConfigError(f"{args.config}: corrupt shows token noises; task is {config.task!r}")
-    pipeline = build_noise(config.noise, "tokens")
+    pipeline = build_noise(config.noise, "frames" if config.task == "speech" else "tokens")
     if pipeline is None:
         raise ConfigError(f"{args.config}: the config lists no noise (add a 'noise:' list)")
+    if config.task == "speech":
+        return _corrupt_audio(args, config, pipeline)
+    if not args.text:
+        raise ConfigError("corrupt: give --text SENTENCE (a text config)")
     tok = _corrupt_tokenizer(args, config)
     pieces = lambda ids: " ".join(tok.id_to_piece(int(i)) for i in ids)  # noqa: E731
     print(f"pipeline: {pipeline.describe()}")
@@ -98,6 +100,29 @@ def cmd_corrupt(args: argparse.Namespace) -> None:
             print(f"epoch {epoch}: {pieces(inputs)}")
             if not torch.equal(targets, seq):
                 print(f"  target: {pieces(targets)}")
+
+
+def _corrupt_audio(args: argparse.Namespace, config, pipeline) -> None:
+    """Speech configs: the frame noises applied to the features of --audio files, summarised per epoch."""
+    import torch
+
+    from seqae.audio import load_audio
+    from seqae.features import FeatureExtractor
+
+    if not args.audio:
+        raise ConfigError("corrupt: give --audio FILE (a speech config)")
+    f = config.features
+    extractor = FeatureExtractor(kind=f.kind, sample_rate=f.sample_rate, n_mels=f.n_mels, n_mfcc=f.n_mfcc,
+                                 win_ms=f.win_ms, hop_ms=f.hop_ms)
+    print(f"pipeline: {pipeline.describe()}")
+    for path in args.audio:
+        feats = extractor(load_audio(path, sample_rate=f.sample_rate), source=path)  # (T, F)
+        print(f"\n{path}: {feats.shape[0]} frames x {feats.shape[1]} {f.kind} bins")
+        for epoch in range(args.samples):
+            noisy, corrupted = pipeline(feats, seed=config.train.seed, epoch=epoch, index=0)
+            changed = (noisy != feats).any(dim=1)
+            print(f"epoch {epoch}: {int(corrupted.sum())}/{len(corrupted)} frames corrupted, "
+                  f"{int(changed.sum())} changed, mean |change| {float((noisy - feats).abs().mean()):.3f}")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -263,9 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output")
     p.set_defaults(func=cmd_encode)
 
-    p = sub.add_parser("corrupt", help="show what a config's noise pipeline does to sentences")
+    p = sub.add_parser("corrupt", help="show what a config's noise pipeline does to sentences or audio")
     p.add_argument("config")
-    p.add_argument("--text", action="append", required=True, help="a sentence (repeatable)")
+    p.add_argument("--text", action="append", help="a sentence (text configs; repeatable)")
+    p.add_argument("--audio", action="append", help="an audio file (speech configs; repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--tokenizer", help="SentencePiece model (default: the config's, or runs/<config>/tokenizer.model)")
     p.add_argument("--samples", type=int, default=3, help="epochs to draw the noise for")

@@ -80,3 +80,17 @@ def test_seqae_corrupt_shows_the_pipeline(repo, tmp_path, capsys, task):
     out = capsys.readouterr().out
     assert "1. span_mask (prob 1)" in out and "2. shuffle (prob 0.5)" in out
     assert out.count("epoch ") == 2 and "<mask>" in out
+
+
+def test_seqae_corrupt_shows_frame_noises_on_audio(repo, tmp_path, capsys):
+    config = tmp_path / "speech.yaml"
+    config.write_text("task: speech\nfeatures: {n_mels: 40}\nnoise:\n  - {type: time_mask, ratio: 0.2, span: 5}\n")
+    audio = sorted((repo / "data/espeak_words/train").rglob("*.flac"))[0]
+    assert main(["corrupt", str(config), "--audio", str(audio), "--samples", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "1. time_mask (prob 1)" in out and "40 logmel bins" in out
+    lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 2
+    for line in lines:
+        corrupted, total = line.split(": ")[1].split(" frames")[0].split("/")
+        assert int(corrupted) == round(0.2 * int(total))  # exactly the asked ratio
