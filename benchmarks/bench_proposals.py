@@ -1,0 +1,126 @@
+"""Candidate optimisations measured on seqae's own Trainer without editing the library: each variant patches a
+fresh Trainer in this process and is timed like the baseline, from the same seed on the same batches.
+
+- `fused_adamw`: `torch.optim.AdamW(..., fused=True)` instead of the foreach implementation;
+- `bf16_autocast`: bf16 autocast around the forward pass and loss; its loss curve is compared with fp32's;
+- `no_ff_inner_dropout`: no dropout on the feed-forward's inner (ff_dim wide) activations, as in BERT and
+  nanoGPT, which drop out only the block outputs; the CPU dropout's mask draw (`bernoulli_`) costs more there
+  than the matmul that made the tensor;
+- `no_attention_dropout`: attention-probability dropout off, so SDPA can use its fused CPU kernel in training;
+- `batch_share` of every variant: the step time spent building batches (noise, collation), i.e. the most that
+  DataLoader workers could hide.
+
+The two dropout variants change the regularisation, so their loss curves are not expected to match.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench_common import Sizes, Stopwatch, rate
+
+VARIANTS: dict[str, dict[str, bool]] = {
+    "baseline": {},
+    "fused_adamw": {"fused": True},
+    "bf16_autocast": {"bf16": True},
+    "no_ff_inner_dropout": {"no_ff_dropout": True},
+    "no_attention_dropout": {"no_attention_dropout": True},
+}
+SAME_CURVE = ("fused_adamw", "bf16_autocast")
+"""Variants that leave the computation's meaning (and random draws) alone: their losses must track fp32's."""
+
+
+def _fused_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
+    """seqae.train.make_optimizer's groups with `fused=True` instead of `foreach=True`."""
+    from seqae.train import make_optimizer
+
+    groups = [{"params": g["params"], "weight_decay": g["weight_decay"]}
+              for g in make_optimizer(model, cfg).param_groups]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=True)
+
+
+def _patch_dropout(model: nn.Module, *, ff: bool, attention: bool) -> int:
+    """Turn off the chosen dropouts in a seqae model; returns how many modules were changed."""
+    from seqae.models.layers import FeedForward, MultiHeadAttention
+
+    changed = 0
+    for module in model.modules():
+        if ff and isinstance(module, FeedForward):
+            module.net[2] = nn.Identity()  # Linear, GELU, Dropout, Linear
+            changed += 1
+        if attention and isinstance(module, MultiHeadAttention):
+            module.dropout = 0.0
+            changed += 1
+    return changed
+
+
+def run_variant(config, run_dir: Path, sizes: Sizes, *, fused: bool = False, bf16: bool = False,
+                no_ff_dropout: bool = False, no_attention_dropout: bool = False,
+                curve: bool = False) -> dict[str, Any]:
+    """Losses of every step (warm-up included; with `curve`, at least `sizes.curve_steps` of them) and the
+    throughput of `sizes.proposal_steps` timed steps."""
+    from seqae.train import Trainer
+
+    run_dir.mkdir(parents=True, exist_ok=True)  # Trainer expects the folder (pretrain() makes it)
+    trainer = Trainer(config, run_dir)
+    patched = _patch_dropout(trainer.model, ff=no_ff_dropout, attention=no_attention_dropout)
+    if fused:
+        trainer.optimizer = _fused_optimizer(trainer.model, config.train)
+    batch_watch, optim_watch = Stopwatch(), Stopwatch()
+    make_batch, task_loss, optim_step = trainer.task.batch, trainer.task.loss, trainer.optimizer.step
+
+    def timed_batch(*args, **kwargs):
+        with batch_watch:
+            return make_batch(*args, **kwargs)
+
+    def loss(batch):
+        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            return task_loss(batch)
+
+    def timed_step(*args, **kwargs):
+        with optim_watch:
+            return optim_step(*args, **kwargs)
+
+    trainer.task.batch, trainer.task.loss, trainer.optimizer.step = timed_batch, loss, timed_step
+    losses = [_loss(trainer.train_step()) for _ in range(sizes.warmup)]
+    batch_watch.seconds = optim_watch.seconds = 0.0
+    before = _sentences(trainer)
+    with Stopwatch() as watch:
+        losses += [_loss(trainer.train_step()) for _ in range(sizes.proposal_steps)]
+    if curve:  # untimed steps, only for the loss-curve comparison
+        losses += [_loss(trainer.train_step()) for _ in range(sizes.curve_steps - len(losses))]
+    return {"losses": losses, "seconds": watch.seconds, "patched_modules": patched,
+            "sentences_per_s": rate(_sentences(trainer) - before, watch.seconds),
+            "batch_share": batch_watch.seconds / max(watch.seconds, 1e-9),
+            "optimizer_share": optim_watch.seconds / max(watch.seconds, 1e-9)}
+
+
+def _loss(record: dict[str, Any] | None) -> float | None:
+    return None if record is None else record["loss"]
+
+
+def _sentences(trainer) -> int:
+    """Sentences the trainer has consumed so far (whole epochs plus the batches of the current one)."""
+    done = sum(len(b) for b in trainer.batches[: trainer.batch_index])
+    return done + sum(len(b) for e in range(trainer.epoch) for b in trainer.batcher.batches(e))
+
+
+def run_proposals(make_config, workdir: Path, sizes: Sizes) -> dict[str, Any]:
+    """Every variant on a fresh Trainer with the same seed; speed and loss differences against the baseline."""
+    results = {name: run_variant(make_config(), workdir / name, sizes, **flags,
+                                 curve=name == "baseline" or name in SAME_CURVE)
+               for name, flags in VARIANTS.items()}
+    base = results["baseline"]
+    for name, result in results.items():
+        pairs = [(a, b) for a, b in zip(base["losses"], result["losses"]) if a is not None and b is not None]
+        result["curve_steps_compared"] = len(pairs)
+        result["speedup"] = result["sentences_per_s"] / max(base["sentences_per_s"], 1e-9)
+        result["curve_comparable"] = name in SAME_CURVE
+        result["max_abs_loss_diff"] = max((abs(a - b) for a, b in pairs), default=None)
+        result["max_rel_loss_diff"] = max((abs(a - b) / abs(a) for a, b in pairs), default=None)
+    return results

@@ -1,0 +1,200 @@
+"""Headline figures, goals and RESULTS.md from the per-configuration results of one run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+GOALS = {
+    "mfu_transformer": (0.5, "Transformer AE training reaches >= 50% of the measured GEMM throughput"),
+    "ratio_vs_naive": (1.5, "seqae trains >= 1.5x the sentences/s of a naive loop on the same model"),
+    "ratio_vs_tsdae": (2.0, "seqae's denoising Transformer AE trains >= 2x TSDAE's sentences/s"),
+    "padding_efficiency": (0.95, ">= 95% of the positions in seqae's batches are real tokens"),
+    "decode_cache_speedup_64": (3.0, "cached greedy decoding >= 3x uncached at length 64"),
+    "features_x_realtime": (1000.0, "features >= 1000x real time, and a second epoch spends no time on features"),
+}
+
+
+def _get(results: dict[str, Any], name: str, *keys: str) -> Any:
+    node = results.get(name)
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def headline(configs: dict[str, Any]) -> dict[str, Any]:
+    """The required keys (None where a configuration did not run or failed)."""
+    tt = "train/transformer-transformer"
+    gemm = _get(configs, "gemm", "fp32_gflops")
+    params, tokens = _get(configs, tt, "matmul_params"), _get(configs, tt, "tokens_per_s_real")
+    mfu = 6 * params * tokens / (gemm * 1e9) if params and tokens and gemm else None
+    peers = [_get(configs, n, "sentences_per_s") for n in ("peer/tsdae-loop", "peer/tsdae-trainer")]
+    peers = [p for p in peers if p]
+    epochs = _get(configs, "features", "cached_epochs") or []
+    return {
+        "mfu_transformer": mfu,
+        "ratio_vs_naive": _ratio(_get(configs, tt, "sentences_per_s"),
+                                 _get(configs, "naive/transformer-transformer", "sentences_per_s")),
+        "ratio_vs_tsdae": _ratio(_get(configs, "denoise/seqae-transformer", "sentences_per_s"),
+                                 max(peers) if peers else None),
+        "padding_efficiency": _get(configs, tt, "corpus_padding_efficiency"),
+        "decode_cache_speedup_64": _get(configs, "decode", "lengths", "64", "speedup"),
+        "features_x_realtime": _get(configs, "features", "x_realtime"),
+        "features_second_epoch_feature_s": epochs[1]["feature_s"] if len(epochs) > 1 else None,
+    }
+
+
+def goals(head: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """For each goal: target, measured value, met or not, and the gap (measured / target)."""
+    out = {}
+    for key, (target, text) in GOALS.items():
+        value = head.get(key)
+        met = None if value is None else value >= target
+        if key == "features_x_realtime" and met is not None:
+            met = met and head.get("features_second_epoch_feature_s") == 0.0
+        out[key] = {"goal": text, "target": target, "value": value, "met": met,
+                    "fraction_of_target": None if value is None else value / target}
+    return out
+
+
+def _f(x: Any, digits: int = 2) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, (int, float)):
+        return f"{x:,.{digits}f}" if abs(x) < 1e6 else f"{x:,.0f}"
+    return str(x)
+
+
+def _why(key: str, configs: dict[str, Any], head: dict[str, Any]) -> str:
+    """Measured evidence for a goal that is not met."""
+    tt = configs.get("train/transformer-transformer", {})
+    if key == "mfu_transformer":
+        prof, gemm = tt.get("profile") or {}, configs.get("gemm", {})
+        shapes = ", ".join(f"{s['m']}x{s['k']}x{s['n']}: {_f(s['fp32_gflops'], 0)}" for s in gemm.get("model_shapes", []))
+        top = ", ".join(f"{t['op']} {_f(100 * t['share'], 0)}%" for t in prof.get("top_ops", [])[:5])
+        return (f"torch.profiler over {prof.get('steps')} steps, share of step time: {_shares(tt)}; top ops: {top}. "
+                f"Square {gemm.get('n')}² GEMM: {_f(gemm.get('fp32_gflops'), 0)} GFLOP/s; at the model's shapes "
+                f"(m×k×n: GFLOP/s) {shapes}.")
+    if key == "ratio_vs_naive":
+        naive = configs.get("naive/transformer-transformer", {})
+        return (f"real tokens/s seqae {_f(tt.get('tokens_per_s_real'), 0)} vs naive "
+                f"{_f(naive.get('tokens_per_s_real'), 0)}; padded positions/s seqae "
+                f"{_f(tt.get('tokens_per_s_padded'), 0)} vs naive {_f(naive.get('tokens_per_s_padded'), 0)}; "
+                f"padding efficiency {_f(tt.get('padding_efficiency_measured'))} vs "
+                f"{_f(naive.get('padding_efficiency_measured'))}.")
+    if key == "ratio_vs_tsdae":
+        d, loop = configs.get("denoise/seqae-transformer", {}), configs.get("peer/tsdae-loop", {})
+        return (f"seqae {_f(d.get('sentences_per_s'))} sentences/s, {_tokens_per_sentence(d)} target tokens per "
+                f"sentence, padding efficiency {_f(d.get('padding_efficiency_measured'))}, "
+                f"{_f(d.get('params'), 0)} parameters; profile: {_shares(d)}. TSDAE loop "
+                f"{_f(loop.get('sentences_per_s'))} sentences/s, {_tokens_per_sentence(loop)} tokens per sentence, "
+                f"padding efficiency {_f(loop.get('padding_efficiency_measured'))}, {_f(loop.get('params'), 0)} "
+                f"parameters (encoder and decoder tied); profile: {_shares(loop)}.")
+    if key == "padding_efficiency":
+        return (f"one epoch of the {tt.get('corpus_sentences')}-sentence fortunes training file in "
+                f"{tt.get('corpus_batches_per_epoch')} batches; the timed {tt.get('sentences')}-sentence slice "
+                f"({tt.get('batches_per_epoch')} batches): {_f(tt.get('batcher_padding_efficiency'), 3)}; the "
+                f"default config (4096 tokens, no sentence cap): "
+                f"{_f(tt.get('corpus_padding_efficiency_default_config'), 3)}.")
+    if key == "decode_cache_speedup_64":
+        rows = configs.get("decode", {}).get("lengths", {})
+        return "; ".join(f"L={k}: cached {_f(v['cached_s'], 3)} s, uncached {_f(v['uncached_s'], 3)} s"
+                         for k, v in rows.items())
+    if key == "features_x_realtime":
+        f = configs.get("features", {})
+        batched = f.get("proposal_batched") or {}
+        return (f"{f.get('files')} files, {_f(f.get('audio_s'))} s of audio (about "
+                f"{_f(f.get('audio_s', 0) / max(f.get('files') or 1, 1), 2)} s each): loading + features "
+                f"{_f(f.get('load_and_features_s'), 4)} s, of which the features themselves "
+                f"{_f(f.get('features_only_s'), 4)} s and seqae's load_audio {_f(f.get('load_audio_s'), 4)} s "
+                f"(a bare soundfile.read of every file alone takes {_f(f.get('soundfile_read_s'), 4)} s, i.e. "
+                f"{_f(f.get('audio_s', 0) / max(f.get('soundfile_read_s') or 1e-9, 1e-9), 0)}x real time). The same "
+                f"audio as one waveform: features at {_f(f.get('x_realtime_features_one_long_waveform'), 0)}x real "
+                f"time. Second epoch feature time {_f(head.get('features_second_epoch_feature_s'), 3)} s. Proposal, "
+                f"log-Mel of all files in one padded batch: {_f(batched.get('seconds'), 4)} s (max difference to "
+                f"per-file features {_f(batched.get('max_abs_diff_vs_per_file'), 6)}), load + batched features "
+                f"{_f(batched.get('x_realtime_load_and_batched_features'), 0)}x real time.")
+    return ""
+
+
+def _tokens_per_sentence(r: dict[str, Any]) -> str:
+    if not r.get("tokens_per_s_real") or not r.get("sentences_per_s"):
+        return "—"
+    return _f(r["tokens_per_s_real"] / r["sentences_per_s"], 1)
+
+
+def _shares(r: dict[str, Any]) -> str:
+    prof = r.get("profile") or {}
+    parts = [f"{k} {_f(100 * v, 0)}%" for k, v in (prof.get("share") or {}).items()]
+    return ", ".join(parts) + f"; GEMMs at {_f(prof.get('gemm_gflops_achieved'), 0)} GFLOP/s" if parts else "—"
+
+
+def _load_note(env: dict[str, Any]) -> list[str]:
+    """A warning when other work shared the cores: absolute figures are then low, ratios within the run hold."""
+    busy = max(env["load_before"][0], env["load_after"][0])
+    if busy < 0.5:
+        return []
+    return [f"- the machine was not idle (1-minute load average up to {busy:.2f} on {env.get('logical_cpus')} logical "
+            "CPUs, from other processes): absolute figures are below an idle machine's; the ratios compare "
+            "configurations measured under the same conditions in this run"]
+
+
+def render(results: dict[str, Any]) -> str:
+    """RESULTS.md: machine and load, the goals, then every figure of every configuration."""
+    configs, head, env = results["configs"], results, results["environment"]
+    lines = [f"# seqae benchmark results ({'quick' if results['quick'] else 'full'} run)", "",
+             f"- date: {results['date']}; machine: {results['machine']['cpu']}, {results['machine']['logical_cpus']} "
+             f"logical CPUs; torch {results['torch_version']}; sentence-transformers: {env['peer_version'] or 'peer not installed'}",
+             f"- threads: {env['threads']}; isolation: {env['isolation']}; load average (1/5/15 min) before "
+             f"{env['load_before']}, after {env['load_after']}; wall time {_f(env['wall_s'], 0)} s",
+             f"- command: `{env['command']}`", *_load_note(env), "", "## Goals", "",
+             "| goal | target | measured | met | measured / target |", "|---|---|---|---|---|"]
+    for key, g in results["goals"].items():
+        lines.append(f"| {g['goal']} (`{key}`) | {_f(g['target'])} | {_f(g['value'], 3)} | {_f(g['met'])} | "
+                     f"{_f(g['fraction_of_target'], 2)} |")
+    lines += ["", "What was measured behind each goal (for a goal not met: the reason, measured):", ""]
+    for key, g in results["goals"].items():
+        if g["value"] is not None:
+            lines.append(f"- `{key}` ({'met' if g['met'] else 'not met'}): {_why(key, configs, head)}")
+    lines += _proposals(configs.get("proposals"))
+    lines += ["", "## Every figure", "", "| configuration | figure | value |", "|---|---|---|"]
+    for name, result in configs.items():
+        for key, value in _flatten(result):
+            lines.append(f"| {name} | {key} | {_f(value, 4) if isinstance(value, float) else _f(value)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _proposals(proposals: dict[str, Any] | None) -> list[str]:
+    """The optimisation candidates measured on the Transformer AE (see bench_proposals)."""
+    if not proposals or "error" in proposals:
+        return []
+    lines = ["", "## Optimisation candidates (Transformer AE, seqae Trainer patched in the benchmark)", "",
+             "| variant | sentences/s | speedup | batch building share | optimizer share | max relative loss "
+             "difference vs fp32 baseline |", "|---|---|---|---|---|---|"]
+    for name, r in proposals.items():
+        if not isinstance(r, dict):
+            continue
+        rel = r.get("max_rel_loss_diff")
+        steps = r.get("curve_steps_compared")
+        diff = (f"{rel:.2e} over {steps} steps" if rel is not None else "—") if r.get("curve_comparable") \
+            else "n/a (changes the model)"
+        lines.append(f"| {name} | {_f(r['sentences_per_s'])} | {_f(r['speedup'])} | {_f(r['batch_share'], 3)} | "
+                     f"{_f(r['optimizer_share'], 3)} | {diff if name != 'baseline' else '—'} |")
+    return lines
+
+
+def _flatten(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(node, dict):
+        return [item for k, v in node.items() for item in _flatten(v, f"{prefix}{k}.")]
+    if isinstance(node, list) and node and isinstance(node[0], dict):
+        return [item for i, v in enumerate(node) for item in _flatten(v, f"{prefix}{i}.")]
+    if isinstance(node, list) and len(node) > 8:
+        return [(prefix.rstrip("."), f"{len(node)} values, first {_f(node[0], 4)}, last {_f(node[-1], 4)}")]
+    return [(prefix.rstrip("."), node)]

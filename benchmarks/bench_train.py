@@ -1,0 +1,255 @@
+"""Training throughput: seqae's Trainer against a naive loop on the same model, GEMM throughput, and a profile.
+
+Dimension letters: B batch, T time (tokens), N matrix size.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench_common import FORTUNES, FORTUNES_HELDOUT, Sizes, Stopwatch, rate
+
+GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm")
+
+
+def seqae_config(sizes: Sizes, *, encoder: str, decoder: str, train_file: Path, tokenizer: Path, threads: int,
+                 noise: tuple[dict[str, Any], ...] = ()):
+    """A seqae Config at the suite's sizes: width everywhere, one memory slot, CLS pooling for Transformers."""
+    from seqae.config import load_config_dict
+
+    transformer = encoder == "transformer"
+    return load_config_dict({
+        "data": {"train": str(train_file), "heldout": str(FORTUNES_HELDOUT), "max_len": sizes.max_len,
+                 "max_tokens": sizes.batch * sizes.max_len, "max_sentences": sizes.batch, "eval_sentences": 8},
+        "tokenizer": {"path": str(tokenizer), "vocab_size": sizes.vocab},
+        "model": {"encoder": encoder, "decoder": decoder, "embed_dim": sizes.width, "hidden_dim": sizes.width,
+                  "decoder_dim": sizes.width, "encoder_layers": sizes.layers if transformer else 1,
+                  "decoder_layers": sizes.layers if decoder == "transformer" else 1, "num_heads": sizes.heads,
+                  "ff_dim": sizes.ff, "dropout": 0.1, "pooling": "cls" if transformer else "last",
+                  "bottleneck_dim": sizes.width, "memory_slots": 1, "max_positions": max(512, sizes.max_len)},
+        "train": {"seed": 0, "max_steps": 1_000_000, "lr": 1e-3, "warmup_steps": 10, "threads": threads,
+                  "progress": False, "log_every": 1_000_000, "eval_every": 0, "checkpoint_every": 1_000_000},
+        "noise": list(noise),
+    })
+
+
+def matmul_params(model: torch.nn.Module) -> int:
+    """Parameters that take part in matrix products per token: all but the position tables (lookups).
+    The token embedding counts once, as the tied output layer."""
+    return sum(p.numel() for name, p in model.named_parameters() if "positions" not in name)
+
+
+class BatchCounter:
+    """Wraps a batch function and counts sentences, real and padded target positions."""
+
+    def __init__(self, make_batch, pad_id: int) -> None:
+        self.make_batch, self.pad_id = make_batch, pad_id
+        self.reset()
+
+    def reset(self) -> None:
+        self.sentences = self.real = self.padded = self.src_real = self.src_padded = 0
+
+    def __call__(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        batch = self.make_batch(*args, **kwargs)
+        self.record(batch["tgt"], batch["src"])
+        return batch
+
+    def record(self, tgt: torch.Tensor, src: torch.Tensor) -> None:
+        self.sentences += tgt.shape[0]
+        self.real += int((tgt != self.pad_id).sum())
+        self.padded += tgt.numel()  # (B, T)
+        self.src_real += int((src != self.pad_id).sum())
+        self.src_padded += src.numel()
+
+    def rates(self, seconds: float) -> dict[str, float]:
+        return {"seconds": seconds, "sentences": self.sentences, "sentences_per_s": rate(self.sentences, seconds),
+                "tokens_per_s_real": rate(self.real, seconds), "tokens_per_s_padded": rate(self.padded, seconds),
+                "padding_efficiency_measured": self.real / max(self.padded, 1),
+                "src_padding_efficiency_measured": self.src_real / max(self.src_padded, 1)}
+
+
+def run_seqae(config, run_dir: Path, sizes: Sizes, *, profile: bool = False) -> dict[str, Any]:
+    """Time `sizes.steps` Trainer steps after `sizes.warmup` untimed ones (the Trainer's own data path)."""
+    from seqae.train import Trainer
+
+    run_dir.mkdir(parents=True, exist_ok=True)  # Trainer expects the folder (pretrain() makes it)
+    trainer = Trainer(config, run_dir)
+    counter = BatchCounter(trainer.task.batch, trainer.task.tokenizer.pad_id)
+    trainer.task.batch = counter
+    losses = []
+    for _ in range(sizes.warmup):
+        trainer.train_step()
+    counter.reset()
+    with Stopwatch() as watch:
+        for _ in range(sizes.steps):
+            record = trainer.train_step()
+            if record is not None:
+                losses.append(record["loss"])
+    result = counter.rates(watch.seconds)
+    result.update({"params": sum(p.numel() for p in trainer.model.parameters()),
+                   "matmul_params": matmul_params(trainer.model), "loss_first": losses[0] if losses else None,
+                   "loss_last": losses[-1] if losses else None,
+                   "batcher_padding_efficiency": trainer.batcher.padding_efficiency(0),
+                   "batches_per_epoch": trainer.batcher.num_batches(0)})
+    result.update(corpus_padding_efficiency(trainer.task.tokenizer, config))
+    if profile:
+        result["profile"] = profile_steps(trainer.train_step, steps=max(1, min(3, sizes.steps)))
+    return result
+
+
+def corpus_padding_efficiency(tokenizer, config) -> dict[str, Any]:
+    """Padding efficiency of seqae's batcher over one epoch of the whole fortunes training file (the corpus the
+    fortunes recipe trains on), with this run's batch limits and with the default config's (4096 tokens)."""
+    from seqae.config import DataConfig
+    from seqae.data.batching import TokenBudgetBatcher
+    from seqae.data.text import encode_lines
+
+    lines = [line for line in FORTUNES.read_text(encoding="utf-8").splitlines() if line.strip()]
+    seqs, _ = encode_lines(lines, tokenizer, max_len=config.data.max_len)
+    lengths = [len(s) for s in seqs]
+    ours = TokenBudgetBatcher(lengths, max_tokens=config.data.max_tokens, max_sentences=config.data.max_sentences)
+    default = TokenBudgetBatcher(lengths, max_tokens=DataConfig().max_tokens)
+    return {"corpus_sentences": len(lengths), "corpus_padding_efficiency": ours.padding_efficiency(0),
+            "corpus_batches_per_epoch": ours.num_batches(0),
+            "corpus_padding_efficiency_default_config": default.padding_efficiency(0),
+            "corpus_random_batch_padding_efficiency": random_padding_efficiency(lengths, config.data.max_sentences
+                                                                                or 64)}
+
+
+def run_naive(config, run_dir: Path, sizes: Sizes) -> dict[str, Any]:
+    """The same model and sequences, trained the plain way: random batches of `sizes.batch` padded to the
+    longest, torch's default AdamW, no clipping, no bucketing."""
+    from seqae.data.batching import collate_tokens
+    from seqae.tasks.text import TextTask
+
+    torch.set_num_threads(config.train.threads)
+    torch.manual_seed(config.train.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    task = TextTask(config, run_dir)
+    model, data, pad = task.model, task.data.train, task.tokenizer.pad_id
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr)
+    generator = torch.Generator().manual_seed(config.train.seed)
+    counter = BatchCounter(lambda: None, pad)
+    order: list[int] = []
+    model.train()
+
+    def step() -> float:
+        nonlocal order
+        if len(order) < sizes.batch:
+            order = torch.randperm(len(data), generator=generator).tolist()
+        picked, order = order[: sizes.batch], order[sizes.batch:]
+        tokens, lengths = collate_tokens([data[i] for i in picked], pad)  # (B, T), (B,)
+        counter.record(tokens, tokens)
+        loss, _ = model.loss(model(tokens, lengths))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+    for _ in range(sizes.warmup):
+        step()
+    counter.reset()
+    with Stopwatch() as watch:
+        losses = [step() for _ in range(sizes.steps)]
+    return {**counter.rates(watch.seconds), "loss_first": losses[0], "loss_last": losses[-1],
+            "random_batch_padding_efficiency": random_padding_efficiency([len(s) for s in data], sizes.batch)}
+
+
+def random_padding_efficiency(lengths: list[int], batch: int, *, seed: int = 0) -> float:
+    """Real / padded positions over one epoch of random batches padded to their longest sequence."""
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(lengths), generator=g).tolist()
+    real = padded = 0
+    for start in range(0, len(order), batch):
+        chunk = [lengths[i] for i in order[start: start + batch]]
+        real, padded = real + sum(chunk), padded + len(chunk) * max(chunk)
+    return real / max(padded, 1)
+
+
+def profile_steps(step, *, steps: int) -> dict[str, Any]:
+    """Where a training step's time goes (torch.profiler, main-thread self times) and the GEMMs' own speed.
+
+    Groups: GEMMs; dropout masks (`bernoulli_`, the CPU dropout's random draw); fused attention kernels (SDPA
+    with dropout in training takes the unfused math path, whose matmuls then count as GEMMs); optimizer
+    kernels; the autograd engine's own time; every other op; and time outside any op (Python, batch building)."""
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    plan = schedule(wait=0, warmup=1, active=steps, repeat=1)
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True, schedule=plan, acc_events=True) as prof:
+        step()  # profiler warm-up: its start-up cost lands on this untimed, unrecorded step
+        prof.step()
+        with Stopwatch() as watch:
+            for i in range(steps):
+                step()
+                if i < steps - 1:
+                    prof.step()
+    groups = {"gemm": 0.0, "dropout_masks": 0.0, "attention_kernels": 0.0, "optimizer": 0.0, "autograd_engine": 0.0,
+              "other_ops": 0.0}
+    gemm_flops, top = 0.0, []
+    for e in prof.key_averages():
+        seconds, name = e.self_cpu_time_total / 1e6, e.key
+        if name.startswith(("Optimizer.", "ProfilerStep")):  # annotations: their self time is Python overhead
+            continue
+        if name in GEMM_OPS:
+            groups["gemm"] += seconds
+            gemm_flops += e.flops or 0
+        elif "bernoulli" in name:
+            groups["dropout_masks"] += seconds
+        elif "scaled_dot_product" in name or "flash_attention" in name:
+            groups["attention_kernels"] += seconds
+        elif "foreach" in name or "adam" in name.lower():
+            groups["optimizer"] += seconds
+        elif name.startswith("autograd::"):  # the engine's own work between backward kernels
+            groups["autograd_engine"] += seconds
+        else:
+            groups["other_ops"] += seconds
+        top.append((seconds, name))
+    groups["outside_ops"] = max(0.0, watch.seconds - sum(groups.values()))
+    top.sort(reverse=True)
+    return {"steps": steps, "wall_s": watch.seconds,
+            "share": {k: v / max(watch.seconds, 1e-9) for k, v in groups.items()},
+            "gemm_gflops_achieved": gemm_flops / max(groups["gemm"], 1e-9) / 1e9,
+            "top_ops": [{"op": n, "share": s / max(watch.seconds, 1e-9)} for s, n in top[:8]]}
+
+
+def run_gemm(sizes: Sizes, threads: int, *, shapes: list[tuple[int, int, int]] | None = None) -> dict[str, Any]:
+    """Square-matmul throughput (fp32, bf16) and the throughput at the model's own GEMM shapes."""
+    torch.set_num_threads(threads)
+    n = sizes.gemm_n
+    window = 0.5 if n >= 1024 else 0.05  # seconds per measurement; the quick sizes only smoke-test
+    out = {"n": n, "fp32_gflops": _gemm_rate(n, n, n, torch.float32, min_seconds=window),
+           "bf16_gflops": _gemm_rate(n, n, n, torch.bfloat16, min_seconds=window)}
+    if shapes is None:
+        rows = sizes.batch * 22  # a batch of fortunes sentences: about 22 tokens each
+        w, ff, v = sizes.width, sizes.ff, sizes.vocab
+        shapes = [(rows, w, w), (rows, w, ff), (rows, ff, w), (rows, w, v)]
+    out["model_shapes"] = [{"m": m, "k": k, "n": nn_,
+                            "fp32_gflops": _gemm_rate(m, k, nn_, torch.float32, min_seconds=window)}
+                           for m, k, nn_ in shapes]
+    return out
+
+
+def _gemm_rate(m: int, k: int, n: int, dtype: torch.dtype, *, min_seconds: float = 0.5) -> float:
+    """GFLOP/s of (m, k) @ (k, n), best of repeated timing windows."""
+    a = torch.randn(m, k).to(dtype)
+    b = torch.randn(k, n).to(dtype)
+    torch.mm(a, b)  # warm-up
+    flops = 2.0 * m * k * n
+    reps = max(1, math.ceil(min_seconds / 5 / _once(a, b)))
+    best = math.inf
+    for _ in range(5):
+        with Stopwatch() as watch:
+            for _ in range(reps):
+                torch.mm(a, b)
+        best = min(best, watch.seconds / reps)
+    return flops / best / 1e9
+
+
+def _once(a: torch.Tensor, b: torch.Tensor) -> float:
+    with Stopwatch() as watch:
+        torch.mm(a, b)
+    return max(watch.seconds, 1e-6)

@@ -1,0 +1,117 @@
+"""Smoke test of the benchmark suite: `benchmarks/run.py --quick` runs every configuration at tiny sizes and
+writes results.json / RESULTS.md with the required keys. The real benchmark is not part of the unit suite."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+REQUIRED = ("mfu_transformer", "ratio_vs_naive", "ratio_vs_tsdae", "padding_efficiency", "decode_cache_speedup_64",
+            "features_x_realtime", "machine", "torch_version", "date")
+
+
+def _load_run():
+    spec = importlib.util.spec_from_file_location("bench_run", BENCH / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # puts benchmarks/ on sys.path for its helpers
+    return module
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """Offline hub flags and a private HF_HOME; restores the env and torch's thread count afterwards."""
+    for key in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.setenv(key, "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    monkeypatch.syspath_prepend(str(BENCH))
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def _positive(x) -> bool:
+    return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+def test_quick_suite_writes_required_keys(offline, tmp_path, monkeypatch):
+    run = _load_run()
+    import bench_peer
+
+    monkeypatch.setattr(bench_peer, "peer_version", lambda: None)  # as on a machine without the bench extra
+    run.main(["--quick", "--out", str(tmp_path / "out")])
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    for key in REQUIRED:
+        assert key in results, key
+    for key in ("mfu_transformer", "ratio_vs_naive", "decode_cache_speedup_64", "features_x_realtime"):
+        assert _positive(results[key]), (key, results[key])
+    assert 0 < results["padding_efficiency"] <= 1
+    assert results["ratio_vs_tsdae"] is None
+    assert results["environment"]["peer"] == "peer not installed"
+    assert results["torch_version"] == torch.__version__
+    assert isinstance(results["machine"]["cpu"], str) and results["machine"]["logical_cpus"] >= 1
+    assert dt.datetime.fromisoformat(results["date"]).tzinfo is not None
+    configs = results["configs"]
+    assert "peer/tsdae-loop" not in configs
+    for name, result in configs.items():
+        assert "error" not in result, (name, result)
+        assert result["peak_rss_mib"] > 0, name
+    tt = configs["train/transformer-transformer"]
+    assert tt["sentences"] == 2 * 16 and tt["tokens_per_s_real"] <= tt["tokens_per_s_padded"]
+    assert configs["decode"]["lengths"]["64"]["same_tokens"] is True  # cached and uncached decode agree
+    epochs = configs["features"]["cached_epochs"]
+    assert epochs[0]["cache_misses"] == epochs[0]["feature_calls"] > 0
+    assert epochs[1]["cache_misses"] == 0 and epochs[1]["feature_s"] == 0.0
+    assert {"baseline", "fused_adamw", "bf16_autocast", "no_ff_inner_dropout"} <= set(configs["proposals"])
+    assert results["goals"]["features_x_realtime"]["met"] in (True, False)
+    md = (tmp_path / "out" / "RESULTS.md").read_text()
+    assert "peer not installed" in md
+    for key in results["goals"]:
+        assert f"`{key}`" in md
+
+
+def test_goals_need_the_value_and_a_free_second_epoch(offline):
+    _load_run()
+    import bench_report
+
+    head = {"mfu_transformer": 0.2, "ratio_vs_naive": 1.5, "ratio_vs_tsdae": None, "padding_efficiency": 0.96,
+            "decode_cache_speedup_64": 3.1, "features_x_realtime": 5000.0, "features_second_epoch_feature_s": 0.01}
+    goals = bench_report.goals(head)
+    assert goals["mfu_transformer"]["met"] is False and goals["mfu_transformer"]["fraction_of_target"] == 0.4
+    assert goals["ratio_vs_naive"]["met"] is True
+    assert goals["ratio_vs_tsdae"]["met"] is None  # not measured is neither met nor missed
+    assert goals["features_x_realtime"]["met"] is False  # fast, but the second epoch computed features
+    assert bench_report.goals({**head, "features_second_epoch_feature_s": 0.0})["features_x_realtime"]["met"] is True
+
+
+def test_tsdae_deletion_keeps_an_ordered_nonempty_subset(offline):
+    _load_run()
+    import bench_peer
+
+    rng = random.Random(0)
+    words = "one two three four five six seven eight nine ten".split()
+    kept_counts = []
+    for _ in range(200):
+        out = bench_peer.delete_words(" ".join(words), rng).split()
+        it = iter(words)
+        assert out and all(w in it for w in out)  # a non-empty subsequence, order kept
+        kept_counts.append(len(out))
+    assert 3.0 < sum(kept_counts) / len(kept_counts) < 5.0  # about 40% of 10 words kept
+    assert bench_peer.delete_words("single", rng) == "single"
+
+
+@pytest.mark.slow
+def test_subprocess_isolation_reports_each_child(offline, tmp_path):
+    run = _load_run()
+    run.main(["--quick", "--isolation", "subprocess", "--only", "features", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "results.json").read_text())["configs"]["features"]
+    assert "error" not in result, result
+    assert result["peak_rss_mib"] > 0 and result["files"] == 6
