@@ -43,6 +43,9 @@ class Sizes:
     """Untimed steps before each timed window."""
     steps: int
     """Timed optimizer steps (about one epoch of `sentences`)."""
+    windows: int
+    """Timed windows of `steps` (or `proposal_steps`) steps per configuration; the fastest one is reported, the
+    least disturbed by other processes on a shared machine (every window is listed too)."""
     proposal_steps: int
     """Timed steps of each optimisation candidate."""
     curve_steps: int
@@ -63,13 +66,13 @@ class Sizes:
 
 def full() -> Sizes:
     return Sizes(width=256, layers=3, heads=4, ff=1024, vocab=2000, sentences=1280, batch=64, max_len=64,
-                 warmup=2, steps=20, proposal_steps=10, curve_steps=40, decode_batch=8, decode_lengths=(16, 64, 256), beam=4,
+                 warmup=2, steps=20, windows=2, proposal_steps=10, curve_steps=40, decode_batch=8, decode_lengths=(16, 64, 256), beam=4,
                  gemm_n=2048, feature_files=None, feature_repeats=5)
 
 
 def quick() -> Sizes:
     return Sizes(width=32, layers=1, heads=2, ff=64, vocab=200, sentences=128, batch=16, max_len=48,
-                 warmup=1, steps=2, proposal_steps=2, curve_steps=4, decode_batch=2, decode_lengths=(16, 64), beam=2, gemm_n=256,
+                 warmup=1, steps=2, windows=1, proposal_steps=2, curve_steps=4, decode_batch=2, decode_lengths=(16, 64), beam=2, gemm_n=256,
                  feature_files=6, feature_repeats=1)
 
 
@@ -144,3 +147,9 @@ def offline_env(hf_home: Path) -> None:
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ["HF_HOME"] = str(hf_home)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def best_window(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The window with the highest sentences/s, plus every window's sentences/s under `window_sentences_per_s`."""
+    best = max(windows, key=lambda w: w["sentences_per_s"])
+    return {**best, "window_sentences_per_s": [w["sentences_per_s"] for w in windows]}

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench_common import Sizes, Stopwatch, rate
+from bench_common import Sizes, Stopwatch, best_window, rate
 
 VARIANTS: dict[str, dict[str, bool]] = {
     "baseline": {},
@@ -63,7 +63,7 @@ def run_variant(config, run_dir: Path, sizes: Sizes, *, fused: bool = False, bf1
                 no_ff_dropout: bool = False, no_attention_dropout: bool = False,
                 curve: bool = False) -> dict[str, Any]:
     """Losses of every step (warm-up included; with `curve`, at least `sizes.curve_steps` of them) and the
-    throughput of `sizes.proposal_steps` timed steps."""
+    throughput of the fastest of `sizes.windows` windows of `sizes.proposal_steps` timed steps."""
     from seqae.train import Trainer
 
     run_dir.mkdir(parents=True, exist_ok=True)  # Trainer expects the folder (pretrain() makes it)
@@ -87,17 +87,18 @@ def run_variant(config, run_dir: Path, sizes: Sizes, *, fused: bool = False, bf1
             return optim_step(*args, **kwargs)
 
     trainer.task.batch, trainer.task.loss, trainer.optimizer.step = timed_batch, loss, timed_step
-    losses = [_loss(trainer.train_step()) for _ in range(sizes.warmup)]
-    batch_watch.seconds = optim_watch.seconds = 0.0
-    before = _sentences(trainer)
-    with Stopwatch() as watch:
-        losses += [_loss(trainer.train_step()) for _ in range(sizes.proposal_steps)]
+    losses, windows = [_loss(trainer.train_step()) for _ in range(sizes.warmup)], []
+    for _ in range(sizes.windows):
+        batch_watch.seconds = optim_watch.seconds = 0.0
+        before = _sentences(trainer)
+        with Stopwatch() as watch:
+            losses += [_loss(trainer.train_step()) for _ in range(sizes.proposal_steps)]
+        windows.append({"seconds": watch.seconds, "sentences_per_s": rate(_sentences(trainer) - before, watch.seconds),
+                        "batch_share": batch_watch.seconds / max(watch.seconds, 1e-9),
+                        "optimizer_share": optim_watch.seconds / max(watch.seconds, 1e-9)})
     if curve:  # untimed steps, only for the loss-curve comparison
         losses += [_loss(trainer.train_step()) for _ in range(sizes.curve_steps - len(losses))]
-    return {"losses": losses, "seconds": watch.seconds, "patched_modules": patched,
-            "sentences_per_s": rate(_sentences(trainer) - before, watch.seconds),
-            "batch_share": batch_watch.seconds / max(watch.seconds, 1e-9),
-            "optimizer_share": optim_watch.seconds / max(watch.seconds, 1e-9)}
+    return {**best_window(windows), "losses": losses, "patched_modules": patched}
 
 
 def _loss(record: dict[str, Any] | None) -> float | None:

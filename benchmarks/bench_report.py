@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 GOALS = {
-    "mfu_transformer": (0.5, "Transformer AE training reaches >= 50% of the measured GEMM throughput"),
+    "mfu_transformer": (0.5, "Transformer AE training reaches >= 50% of the measured fp32 GEMM throughput"),
     "ratio_vs_naive": (1.5, "seqae trains >= 1.5x the sentences/s of a naive loop on the same model"),
     "ratio_vs_tsdae": (2.0, "seqae's denoising Transformer AE trains >= 2x TSDAE's sentences/s"),
     "padding_efficiency": (0.95, ">= 95% of the positions in seqae's batches are real tokens"),
@@ -30,7 +30,8 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def headline(configs: dict[str, Any]) -> dict[str, Any]:
     """The required keys (None where a configuration did not run or failed)."""
     tt = "train/transformer-transformer"
-    gemm = _get(configs, "gemm", "fp32_gflops")
+    gemms = [g for g in (_get(configs, "gemm", "fp32_gflops"), _get(configs, "gemm/end", "fp32_gflops")) if g]
+    gemm = max(gemms) if gemms else None  # the least disturbed of the run's two measurements
     params, tokens = _get(configs, tt, "matmul_params"), _get(configs, tt, "tokens_per_s_real")
     mfu = 6 * params * tokens / (gemm * 1e9) if params and tokens and gemm else None
     peers = [_get(configs, n, "sentences_per_s") for n in ("peer/tsdae-loop", "peer/tsdae-trainer")]
@@ -79,9 +80,11 @@ def _why(key: str, configs: dict[str, Any], head: dict[str, Any]) -> str:
         prof, gemm = tt.get("profile") or {}, configs.get("gemm", {})
         shapes = ", ".join(f"{s['m']}x{s['k']}x{s['n']}: {_f(s['fp32_gflops'], 0)}" for s in gemm.get("model_shapes", []))
         top = ", ".join(f"{t['op']} {_f(100 * t['share'], 0)}%" for t in prof.get("top_ops", [])[:5])
+        end = configs.get("gemm/end", {})
         return (f"torch.profiler over {prof.get('steps')} steps, share of step time: {_shares(tt)}; top ops: {top}. "
-                f"Square {gemm.get('n')}² GEMM: {_f(gemm.get('fp32_gflops'), 0)} GFLOP/s; at the model's shapes "
-                f"(m×k×n: GFLOP/s) {shapes}.")
+                f"Square {gemm.get('n')}² fp32 GEMM: {_f(gemm.get('fp32_gflops'), 0)} GFLOP/s at the start of the run, "
+                f"{_f(end.get('fp32_gflops'), 0)} at the end (the better one is the denominator); at the model's "
+                f"shapes (m×k×n: GFLOP/s) {shapes}.")
     if key == "ratio_vs_naive":
         naive = configs.get("naive/transformer-transformer", {})
         return (f"real tokens/s seqae {_f(tt.get('tokens_per_s_real'), 0)} vs naive "

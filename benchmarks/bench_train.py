@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from bench_common import FORTUNES, FORTUNES_HELDOUT, Sizes, Stopwatch, rate
+from bench_common import FORTUNES, FORTUNES_HELDOUT, Sizes, Stopwatch, best_window, rate
 
 GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm")
 
@@ -73,23 +73,26 @@ class BatchCounter:
 
 
 def run_seqae(config, run_dir: Path, sizes: Sizes, *, profile: bool = False) -> dict[str, Any]:
-    """Time `sizes.steps` Trainer steps after `sizes.warmup` untimed ones (the Trainer's own data path)."""
+    """Time `sizes.windows` windows of `sizes.steps` Trainer steps after `sizes.warmup` untimed ones (the
+    Trainer's own data path); the fastest window is reported."""
     from seqae.train import Trainer
 
     run_dir.mkdir(parents=True, exist_ok=True)  # Trainer expects the folder (pretrain() makes it)
     trainer = Trainer(config, run_dir)
     counter = BatchCounter(trainer.task.batch, trainer.task.tokenizer.pad_id)
     trainer.task.batch = counter
-    losses = []
+    losses, windows = [], []
     for _ in range(sizes.warmup):
         trainer.train_step()
-    counter.reset()
-    with Stopwatch() as watch:
-        for _ in range(sizes.steps):
-            record = trainer.train_step()
-            if record is not None:
-                losses.append(record["loss"])
-    result = counter.rates(watch.seconds)
+    for _ in range(sizes.windows):
+        counter.reset()
+        with Stopwatch() as watch:
+            for _ in range(sizes.steps):
+                record = trainer.train_step()
+                if record is not None:
+                    losses.append(record["loss"])
+        windows.append(counter.rates(watch.seconds))
+    result = best_window(windows)
     result.update({"params": sum(p.numel() for p in trainer.model.parameters()),
                    "matmul_params": matmul_params(trainer.model), "loss_first": losses[0] if losses else None,
                    "loss_last": losses[-1] if losses else None,
@@ -152,10 +155,13 @@ def run_naive(config, run_dir: Path, sizes: Sizes) -> dict[str, Any]:
 
     for _ in range(sizes.warmup):
         step()
-    counter.reset()
-    with Stopwatch() as watch:
-        losses = [step() for _ in range(sizes.steps)]
-    return {**counter.rates(watch.seconds), "loss_first": losses[0], "loss_last": losses[-1],
+    losses, windows = [], []
+    for _ in range(sizes.windows):
+        counter.reset()
+        with Stopwatch() as watch:
+            losses += [step() for _ in range(sizes.steps)]
+        windows.append(counter.rates(watch.seconds))
+    return {**best_window(windows), "loss_first": losses[0], "loss_last": losses[-1],
             "random_batch_padding_efficiency": random_padding_efficiency([len(s) for s in data], sizes.batch)}
 
 
@@ -220,7 +226,7 @@ def run_gemm(sizes: Sizes, threads: int, *, shapes: list[tuple[int, int, int]] |
     """Square-matmul throughput (fp32, bf16) and the throughput at the model's own GEMM shapes."""
     torch.set_num_threads(threads)
     n = sizes.gemm_n
-    window = 0.5 if n >= 1024 else 0.05  # seconds per measurement; the quick sizes only smoke-test
+    window = 2.0 if n >= 1024 else 0.05  # seconds per measurement; the quick sizes only smoke-test
     out = {"n": n, "fp32_gflops": _gemm_rate(n, n, n, torch.float32, min_seconds=window),
            "bf16_gflops": _gemm_rate(n, n, n, torch.bfloat16, min_seconds=window)}
     if shapes is None:
@@ -234,14 +240,16 @@ def run_gemm(sizes: Sizes, threads: int, *, shapes: list[tuple[int, int, int]] |
 
 
 def _gemm_rate(m: int, k: int, n: int, dtype: torch.dtype, *, min_seconds: float = 0.5) -> float:
-    """GFLOP/s of (m, k) @ (k, n), best of repeated timing windows."""
+    """GFLOP/s of (m, k) @ (k, n): the best of about 16 timing windows spread over `min_seconds` (on a shared
+    machine the best window is the one least disturbed by other processes)."""
     a = torch.randn(m, k).to(dtype)
     b = torch.randn(k, n).to(dtype)
     torch.mm(a, b)  # warm-up
     flops = 2.0 * m * k * n
-    reps = max(1, math.ceil(min_seconds / 5 / _once(a, b)))
+    once = _once(a, b)
+    reps = max(1, math.ceil(min_seconds / 16 / once))
     best = math.inf
-    for _ in range(5):
+    for _ in range(max(5, min(16, math.ceil(min_seconds / (reps * once))))):
         with Stopwatch() as watch:
             for _ in range(reps):
                 torch.mm(a, b)

@@ -70,7 +70,11 @@ def test_quick_suite_writes_required_keys(offline, tmp_path, monkeypatch):
     epochs = configs["features"]["cached_epochs"]
     assert epochs[0]["cache_misses"] == epochs[0]["feature_calls"] > 0
     assert epochs[1]["cache_misses"] == 0 and epochs[1]["feature_s"] == 0.0
-    assert {"baseline", "fused_adamw", "bf16_autocast", "no_ff_inner_dropout"} <= set(configs["proposals"])
+    proposals = configs["proposals"]
+    assert {"baseline", "fused_adamw", "bf16_autocast", "no_ff_inner_dropout"} <= set(proposals)
+    for name in ("baseline", "bf16_autocast", "no_ff_inner_dropout"):  # the rate counts the timed window only
+        assert proposals[name]["sentences_per_s"] * proposals[name]["seconds"] == pytest.approx(2 * 16), name
+    assert proposals["bf16_autocast"]["curve_steps_compared"] == 4
     assert results["goals"]["features_x_realtime"]["met"] in (True, False)
     md = (tmp_path / "out" / "RESULTS.md").read_text()
     assert "peer not installed" in md
