@@ -14,14 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from seqae.config import ConfigError, TrainConfig, load_config
+from seqae.config import ConfigError, TrainConfig, _check, load_config
 
 __all__ = ["DecoderConfig", "FinetuneConfig", "FinetuneDataConfig", "TargetTokenizerConfig", "load_finetune_config"]
-
-
-def _check(cond: bool, key: str, message: str) -> None:
-    if not cond:
-        raise ConfigError(f"{key}: {message}")
 
 
 @dataclass(frozen=True, kw_only=True)
