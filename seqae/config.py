@@ -69,7 +69,17 @@ class DataConfig:
     """Speech: rebuild the input itself, or (correspondence autoencoder) another utterance of the same label, or
     of one of its nearest neighbours by other speakers (no labels used)."""
 
+    streaming: bool = False
+    """Read the training corpus lazily (corpora larger than memory): a shuffle buffer and length-bucketed pools
+    instead of the whole corpus in memory; needs `heldout` (text)."""
+    shuffle_buffer: int = 10_000
+    """Streaming: training rows held in the shuffle buffer."""
+    pool_size: int = 2_000
+    """Streaming: rows encoded and sorted by length together before being cut into batches."""
+
     def __post_init__(self) -> None:
+        _check(self.shuffle_buffer >= 1, "data.shuffle_buffer", f"must be >= 1, got {self.shuffle_buffer}")
+        _check(self.pool_size >= 1, "data.pool_size", f"must be >= 1, got {self.pool_size}")
         _check(self.max_len >= 3, "data.max_len", f"must be >= 3 (bos, one token, eos), got {self.max_len}")
         _check(self.max_tokens >= self.max_len, "data.max_tokens", f"must be >= data.max_len ({self.max_len})")
         _check(0.0 < self.heldout_fraction < 1.0, "data.heldout_fraction", "must be in (0, 1)")
@@ -109,9 +119,12 @@ class TokenizerConfig:
     """SentencePiece algorithm."""
     path: str | None = None
     """An existing SentencePiece model to use instead of training one."""
+    train_sentences: int = 1_000_000
+    """Train SentencePiece on the first N training sentences."""
 
     def __post_init__(self) -> None:
         _check(self.vocab_size >= 16, "tokenizer.vocab_size", f"must be >= 16, got {self.vocab_size}")
+        _check(self.train_sentences >= 1, "tokenizer.train_sentences", f"must be >= 1, got {self.train_sentences}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -256,6 +269,8 @@ class TrainConfig:
     """torch intra-op threads (None: torch's default)."""
     progress: bool = True
     """Show a tqdm progress bar."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """Forward and loss under bf16 autocast (weights, gradients and optimizer stay fp32), or all fp32."""
 
     def __post_init__(self) -> None:
         _check(self.max_steps > 0, "train.max_steps", f"must be > 0, got {self.max_steps}")

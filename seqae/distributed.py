@@ -1,4 +1,4 @@
-"""Data-parallel training across processes launched by torchrun (gloo on CPU, NCCL on GPU).
+"""Data-parallel training across processes launched by torchrun (gloo: training runs on the CPU).
 
 Every rank walks the same global sequence of batches; of the `grad_accum` batches of one optimizer step, rank r
 computes those at positions r, r + W, r + 2W, ... Gradients are summed across ranks, so a step's update is the
@@ -36,8 +36,7 @@ def setup() -> World:
     if size <= 1:
         return World()
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend="gloo")  # training runs on the CPU (tensors are CPU tensors)
     return World(rank=dist.get_rank(), size=dist.get_world_size(), backend=dist.get_backend())
 
 

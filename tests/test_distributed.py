@@ -73,3 +73,31 @@ def test_grad_accum_must_divide_by_world_size(repo, tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode != 0
     assert "train.grad_accum: must be a multiple of the number of processes (2), got 3" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("streaming", [False, True], ids=["in_memory", "streaming"])
+def test_every_example_once_per_epoch_across_two_processes(repo, tmp_path, monkeypatch, streaming):
+    config = write_config(repo, tmp_path / "c.yaml", max_steps=18)
+    if streaming:
+        data = yaml.safe_load(config.read_text())
+        data["data"].update(streaming=True, shuffle_buffer=16, pool_size=32)
+        config.write_text(yaml.safe_dump(data))
+    runs = {}
+    for nproc in (1, 2):
+        monkeypatch.setenv("SEQAE_BATCH_TRACE", str(tmp_path / f"trace{nproc}"))
+        runs[nproc] = tmp_path / f"run{nproc}"
+        launch(["pretrain", str(config), "--run-dir", str(runs[nproc])], nproc=nproc)
+    for (_, la, ea), (_, lb, eb) in zip(losses(runs[1]), losses(runs[2])):
+        assert lb == pytest.approx(la, rel=1e-5) and ea == eb
+    traces = [json.loads(line) for rank in (0, 1) for line in (tmp_path / "trace2" / f"rank{rank}.jsonl").open()]
+    assert {r["step"] for r in traces} == set(range(1, 19))
+    by_rank = [[json.loads(line) for line in (tmp_path / "trace2" / f"rank{rank}.jsonl").open()] for rank in (0, 1)]
+    assert all(len(r) == 18 for r in by_rank)  # grad_accum 2 over 2 processes: one batch a step each
+    single = [json.loads(line) for line in (tmp_path / "trace1" / "rank0.jsonl").open()]
+    assert sorted(map(json.dumps, traces)) == sorted(map(json.dumps, single))  # the same batches, split over ranks
+    last_epoch = max(r["epoch"] for r in traces)
+    assert last_epoch >= 2
+    for epoch in range(last_epoch):  # complete epochs: every training sentence exactly once over both ranks
+        seen = [i for r in traces if r["epoch"] == epoch for i in r["indices"]]
+        assert len(seen) == len(set(seen)) == 64

@@ -162,3 +162,25 @@ def test_sigterm_finishes_the_step_checkpoints_and_resumes(repo, tmp_path):
     assert result.returncode == 0, result.stderr
     assert f"resuming {run} from step {step}" in result.stdout
     assert json.loads((run / "metrics.json").read_text())["step"] == 400
+
+
+@pytest.mark.parametrize("arch", ["gru", "transformer"])
+def test_bf16_autocast_follows_the_fp32_loss_curve(repo, tmp_path, arch):
+    curves = {}
+    for precision in ("fp32", "bf16"):
+        config = load_config_dict({
+            "data": {"train": str(repo / "data/fortunes/train.txt"), "heldout": str(repo / "data/fortunes/heldout.txt"),
+                     "max_train_sentences": 96, "max_len": 24, "max_tokens": 256, "eval_sentences": 8},
+            "tokenizer": {"vocab_size": 120},
+            "model": {"encoder": arch, "decoder": arch, "embed_dim": 32, "hidden_dim": 32, "decoder_dim": 32,
+                      "bottleneck_dim": 16, "num_heads": 2, "ff_dim": 64, "dropout": 0.0},
+            "train": {"max_steps": 25, "lr": 0.01, "warmup_steps": 2, "log_every": 1, "eval_every": 0,
+                      "checkpoint_every": 25, "progress": False, "precision": precision},
+        })
+        pretrain(config, tmp_path / precision)
+        curves[precision] = [loss for _, loss in losses(tmp_path / precision)]
+    fp32, bf16 = curves["fp32"], curves["bf16"]
+    assert fp32 != bf16  # autocast did run something in bf16
+    assert fp32[-1] < fp32[0] - 0.5  # the curve being compared goes somewhere
+    for a, b in zip(fp32, bf16):
+        assert b == pytest.approx(a, rel=0.02)

@@ -82,23 +82,31 @@ class TokenBudgetBatcher:
 
     def _make_batches(self, epoch: int) -> list[list[int]]:
         rng = np.random.default_rng([self.seed, epoch])
-        n = len(self.lengths)
-        tie_break = rng.random(n) if self.shuffle else np.arange(n)
-        order = np.lexsort((tie_break, self.lengths))  # by length, then tie-break
-        batches: list[list[int]] = []
-        current: list[int] = []
-        cap = self.max_sentences or n
-        for index in order.tolist():
-            longest = int(self.lengths[index])  # ascending order: the newest is the longest
-            if current and ((len(current) + 1) * longest > self.max_tokens or len(current) == cap):
-                batches.append(current)
-                current = []
-            current.append(index)
-        if current:
+        return budget_batches(self.lengths, rng, max_tokens=self.max_tokens, max_sentences=self.max_sentences,
+                              shuffle=self.shuffle)
+
+
+def budget_batches(lengths: np.ndarray, rng: np.random.Generator, *, max_tokens: int, max_sentences: int | None,
+                   shuffle: bool) -> list[list[int]]:
+    """Positions 0..n-1 of `lengths` sorted by (length, tie-break), cut greedily under the budget and, when
+    `shuffle`, with random tie-breaks and batch order drawn from `rng`."""
+    n = len(lengths)
+    tie_break = rng.random(n) if shuffle else np.arange(n)
+    order = np.lexsort((tie_break, lengths))  # by length, then tie-break
+    batches: list[list[int]] = []
+    current: list[int] = []
+    cap = max_sentences or n
+    for index in order.tolist():
+        longest = int(lengths[index])  # ascending order: the newest is the longest
+        if current and ((len(current) + 1) * longest > max_tokens or len(current) == cap):
             batches.append(current)
-        if self.shuffle:
-            batches = [batches[i] for i in rng.permutation(len(batches))]
-        return batches
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    if shuffle:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
 
 
 def collate_tokens(

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import numpy as np
 
 from seqae.tokenizer import Tokenizer
 
@@ -24,7 +26,7 @@ REPLACEABLE = {"text", "csv"}  # builders that can decode with errors="replace"
 ENCODING_ERRORS = ("strict", "replace")
 OVERLONG = ("truncate", "skip")
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")  # control chars except tab
-_BLOCK = 1 << 24
+_BLOCK = 1 << 20  # bytes read at a time when checking UTF-8 (memory stays flat on large files)
 
 
 class CorpusError(ValueError):
@@ -272,16 +274,84 @@ def _clean(column: Sequence, source: str, text_column: str) -> tuple[list[str], 
     """(stripped non-empty lines, empty count, control-character line count)."""
     lines, empty, control = [], 0, 0
     for row, value in enumerate(column):
-        if value is None:
-            empty += 1
-            continue
-        if not isinstance(value, str):
-            raise CorpusError(f"{source}: row {row + 1} of column {text_column!r} is {type(value).__name__}, not text")
-        text, n = CONTROL.subn(" ", value)
-        control += n > 0
-        text = text.strip()
+        text, changed = _clean_value(value, f"{source}: row {row + 1} of column {text_column!r}")
+        control += changed
         if text:
             lines.append(text)
         else:
             empty += 1
     return lines, empty, control
+
+
+def _clean_value(value, where: str) -> tuple[str, bool]:
+    """(the stripped text, '' for empty or null; whether control characters were replaced)."""
+    if value is None:
+        return "", False
+    if not isinstance(value, str):
+        raise CorpusError(f"{where} is {type(value).__name__}, not text")
+    text, n = CONTROL.subn(" ", value)
+    return text.strip(), n > 0
+
+
+class TextStream:
+    """The lines of a corpus read lazily through `datasets` streaming, for corpora larger than memory.
+
+    `source` takes the forms of `load_text_lines`. Local files are checked for invalid UTF-8 first (a streamed
+    pass, as `load_text_lines` does); each epoch reads them in an order drawn from (seed, epoch). Skipped empty
+    rows and replaced control characters are counted in `counts` as they are read.
+    """
+
+    def __init__(self, source: str, *, split: str = "train", text_column: str = "text", hub_config: str | None = None,
+                 encoding_errors: str = "strict", seed: int = 0) -> None:
+        if encoding_errors not in ENCODING_ERRORS:
+            raise ValueError(f"encoding_errors must be one of {ENCODING_ERRORS}, got {encoding_errors!r}")
+        self.source, self.split, self.text_column, self.seed = source, split, text_column, seed
+        self.builder, self.hub_config, self.files = _resolve(source, split, hub_config, None)
+        self.kwargs = {}
+        if self.files is not None:
+            self.files = [f for f in self.files if f.stat().st_size > 0]
+            if not self.files:
+                raise CorpusError(f"{source}: empty file(s) (0 bytes): no lines to read")
+            replaced = [w for f in self.files if f.suffix in SCANNED for w in _scan_utf8(f, encoding_errors, self.builder)]
+            self.kwargs = {"encoding_errors": encoding_errors} if self.builder in REPLACEABLE else {}
+            if self.builder in ("text", "json"):
+                self.kwargs["chunksize"] = 1 << 20  # bytes parsed at a time (datasets' default, 10 MiB, costs memory)
+            self.replaced_at = tuple(replaced[:1000])
+        self.counts = {"rows_read": 0, "empty_skipped": 0, "control_chars_lines": 0}
+
+    def lines(self, epoch: int | None = None) -> Iterator[str]:
+        """Non-empty stripped lines; `epoch=None` reads the files in their sorted order."""
+        if self.files is None:
+            yield from self._read(self.source, None, self.hub_config)
+            return
+        order = list(range(len(self.files)))
+        if epoch is not None:
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.files)).tolist()
+        for i in order:
+            yield from self._read(str(self.files[i]), {self.split: [str(self.files[i])]}, None)
+
+    def _read(self, where: str, data_files: dict | None, config: str | None) -> Iterator[str]:
+        name = self.builder if data_files is not None else self.source
+        try:
+            rows = iter(datasets.load_dataset(name, config, data_files=data_files, split=self.split, streaming=True,
+                                              **self.kwargs))
+        except Exception as err:  # datasets raises many types; the caller needs one clear line
+            raise CorpusError(f"cannot stream {where!r} split {self.split!r}: {type(err).__name__}: "
+                              f"{(str(err).strip().splitlines() or [''])[0][:300]}") from None
+        for number in itertools.count(1):
+            try:
+                row = next(rows)
+            except StopIteration:
+                return
+            except Exception as err:
+                raise CorpusError(f"{where}: cannot read row {number}: {type(err).__name__}: "
+                                  f"{(str(err).strip().splitlines() or [''])[0][:300]}") from None
+            if self.text_column not in row:
+                raise CorpusError(f"{where}: row {number} has no column {self.text_column!r}; columns: {sorted(row)}")
+            text, changed = _clean_value(row[self.text_column], f"{where}: row {number} of column {self.text_column!r}")
+            self.counts["rows_read"] += 1
+            self.counts["control_chars_lines"] += changed
+            if text:
+                yield text
+            else:
+                self.counts["empty_skipped"] += 1

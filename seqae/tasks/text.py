@@ -6,8 +6,10 @@ A task owns its data and model and tells the training loop how to batch, score a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from difflib import SequenceMatcher
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,8 @@ import torch
 
 from seqae.config import Config, ConfigError
 from seqae.data.batching import collate_tokens
-from seqae.data.text import encode_lines, load_text_lines
+from seqae.data.stream import StreamBatcher
+from seqae.data.text import TextStream, encode_lines, load_text_lines
 from seqae.evaluate import evaluate_tokens
 from seqae.models.builder import build_token_autoencoder
 from seqae.noise.pipeline import NoisePipeline
@@ -41,7 +44,7 @@ def prepare_text(config: Config, run_dir: Path) -> tuple[Tokenizer, TextData]:
         train_lines, heldout_lines, heldout_stats = train_lines[cut:], train_lines[:cut], None
     else:
         heldout_lines, heldout_stats = load_text_lines(d.heldout, split=d.heldout_split, **read)
-    tokenizer = _tokenizer(config, run_dir, train_lines)
+    tokenizer = _tokenizer(config, run_dir, train_lines[: config.tokenizer.train_sentences])
     train, train_enc = encode_lines(train_lines, tokenizer, max_len=d.max_len, overlong=d.overlong)
     heldout, heldout_enc = encode_lines(heldout_lines, tokenizer, max_len=d.max_len, overlong=d.overlong)
     stats = {"train_read": train_stats.as_dict(), "train_encode": train_enc.as_dict(),
@@ -52,7 +55,55 @@ def prepare_text(config: Config, run_dir: Path) -> tuple[Tokenizer, TextData]:
     return tokenizer, TextData(train=train, heldout=heldout, stats=stats)
 
 
-def _tokenizer(config: Config, run_dir: Path, lines: list[str]) -> Tokenizer:
+class TextStreamData:
+    """A streamed training corpus (`data.streaming`): batches come from `batcher`; `train` holds only the first
+    `data.eval_sentences` sequences of the stream (for evaluation); `counts` what was read since the last call of
+    `take_counts`."""
+
+    def __init__(self, config: Config, run_dir: Path) -> None:
+        d = config.data
+        if d.heldout is None:
+            raise ConfigError("data.heldout: a streamed corpus (data.streaming: true) needs a held-out corpus; "
+                              "splitting a fraction off a stream is not supported")
+        read = dict(text_column=d.text_column, hub_config=d.hub_config, encoding_errors=d.encoding_errors)
+        self.stream = TextStream(d.train, split=d.train_split, seed=config.train.seed, **read)
+        heldout_lines, heldout_stats = load_text_lines(d.heldout, split=d.heldout_split, **read)
+        self.tokenizer = _tokenizer(config, run_dir, islice(self.stream.lines(), config.tokenizer.train_sentences))
+        self.encode_kw = dict(max_len=d.max_len, overlong=d.overlong)
+        self.train, _ = encode_lines(list(islice(self.stream.lines(), d.eval_sentences)), self.tokenizer,
+                                     **self.encode_kw)
+        self.heldout, heldout_enc = encode_lines(heldout_lines, self.tokenizer, **self.encode_kw)
+        if not self.train:
+            raise ConfigError(f"data.train: no usable sentences in {d.train}")
+        self.stats = {"train": "streamed (counts logged at the end of each epoch)", "heldout_read": heldout_stats.as_dict(),
+                      "heldout_encode": heldout_enc.as_dict(), "heldout_sequences": len(self.heldout)}
+        self._counts: dict[str, int] = {}
+        self.take_counts()
+        self.max_train = d.max_train_sentences
+        self.batcher = StreamBatcher(self._rows, self._encode, length=len, max_tokens=d.max_tokens,
+                                     max_sentences=d.max_sentences, buffer_size=d.shuffle_buffer,
+                                     pool_size=d.pool_size, seed=config.train.seed)
+
+    def _rows(self, epoch: int):
+        lines = self.stream.lines(epoch)
+        return islice(lines, self.max_train) if self.max_train is not None else lines
+
+    def _encode(self, rows: list[tuple[int, str]]) -> list[tuple[int, list[int]]]:
+        seqs, stats = encode_lines([line for _, line in rows], self.tokenizer, **self.encode_kw)
+        for key in ("kept", "truncated", "overlong_skipped", "empty_skipped"):
+            name = "encode_empty_skipped" if key == "empty_skipped" else key
+            self._counts[name] = self._counts.get(name, 0) + getattr(stats, key)
+        return [(rows[k][0], seq) for k, seq in zip(stats.source_index, seqs)]
+
+    def take_counts(self) -> dict[str, int]:
+        """Rows read, skipped and encoded since the last call."""
+        counts = {**self.stream.counts, **self._counts}
+        self.stream.counts = dict.fromkeys(self.stream.counts, 0)
+        self._counts = {}
+        return counts
+
+
+def _tokenizer(config: Config, run_dir: Path, lines: Iterable[str]) -> Tokenizer:
     path = run_dir / "tokenizer.model"
     if path.is_file():
         return Tokenizer.load(path)
@@ -98,15 +149,20 @@ class TextTask:
 
     def __init__(self, config: Config, run_dir: Path) -> None:
         self.config = config
-        self.tokenizer, self.data = prepare_text(config, run_dir)
+        self.stream: StreamBatcher | None = None
+        if config.data.streaming:
+            self.data = TextStreamData(config, run_dir)
+            self.tokenizer, self.stream = self.data.tokenizer, self.data.batcher
+        else:
+            self.tokenizer, self.data = prepare_text(config, run_dir)
         self.noise = build_noise(config.noise, "tokens")
         self.model = build_token_autoencoder(config.model, self.tokenizer.vocab_size, regularize=config.regularize)
         self._noise_context = {"vocab_size": self.tokenizer.vocab_size, "word_start": self.tokenizer.word_start_mask()}
 
     def summary(self) -> str:
         noise = f"; noise: {self.noise.describe()}" if self.noise else ""
-        return (f"data: {len(self.data.train)} train / {len(self.data.heldout)} held-out sequences; "
-                f"vocab {self.tokenizer.vocab_size}{noise}")
+        train = f"streamed {self.config.data.train}" if self.stream else f"{len(self.data.train)} train"
+        return f"data: {train} / {len(self.data.heldout)} held-out sequences; vocab {self.tokenizer.vocab_size}{noise}"
 
     def train_lengths(self) -> list[int]:
         return [len(s) for s in self.data.train]
@@ -120,7 +176,11 @@ class TextTask:
         return inputs.tolist(), targets.tolist()
 
     def batch(self, indices: list[int], epoch: int) -> dict[str, torch.Tensor]:
-        pairs = [self.corrupt(self.data.train[i], epoch=epoch, index=i) for i in indices]
+        return self.batch_examples([(i, self.data.train[i]) for i in indices], epoch)
+
+    def batch_examples(self, examples: list[tuple[int, list[int]]], epoch: int) -> dict[str, torch.Tensor]:
+        """Tensors for `(index, sequence)` examples; the index seeds the example's noise."""
+        pairs = [self.corrupt(seq, epoch=epoch, index=i) for i, seq in examples]
         src, src_lengths = collate_tokens([p[0] for p in pairs], self.tokenizer.pad_id)
         tgt, _ = collate_tokens([p[1] for p in pairs], self.tokenizer.pad_id)
         batch = {"src": src, "src_lengths": src_lengths, "tgt": tgt}
@@ -145,6 +205,8 @@ class TextTask:
                    "heldout_exact_match": heldout["exact_match"], "heldout_token_accuracy": heldout["token_accuracy"],
                    "heldout_tf_token_accuracy": heldout["tf_token_accuracy"], "heldout_loss": heldout["loss"],
                    "train_sequences": len(self.data.train), "heldout_sequences": len(self.data.heldout)}
+        if self.stream is not None:
+            metrics["train_sequences"] = f"the first {len(self.data.train)} of the stream"
         if self.noise is not None:
             denoise = self.evaluate_denoising(self.data.heldout)
             metrics.update({"heldout_denoise_exact_match": denoise["exact_match"],
