@@ -298,14 +298,25 @@ def learning_curves(records: Sequence[dict[str, Any]]) -> tuple[dict[str, list],
             if isinstance(r.get("loss"), (int, float)):
                 train["train loss"].append((r["step"], r["loss"]))
             continue
-        if r["eval"] not in ("heldout", "train"):
+        if r["eval"] == "final":  # the final evaluation, on all sequences: keys are prefixed by the split
+            splits = {split: {k[len(split) + 1:]: v for k, v in r.items() if k.startswith(f"{split}_")}
+                      for split in ("heldout", "train")}
+            splits["heldout"].setdefault("ap_z", r.get("ap_z"))
+        elif r["eval"] in ("heldout", "train"):
+            splits = {r["eval"]: r}
+        else:
             continue
-        if isinstance(r.get("loss"), (int, float)):
-            train.setdefault(f"{r['eval']} loss (eval)", []).append((r["step"], r["loss"]))
-        for key in ("token_accuracy", "exact_match", "mse", "ap_z"):
-            if isinstance(r.get(key), (int, float)) and math.isfinite(r[key]):
-                evals.setdefault(f"{r['eval']} {key}", []).append((r["step"], r[key]))
+        for split, values in splits.items():
+            if _finite(values.get("loss")):
+                train.setdefault(f"{split} loss (eval)", []).append((r["step"], values["loss"]))
+            for key in ("token_accuracy", "exact_match", "mse", "ap_z"):
+                if _finite(values.get(key)):
+                    evals.setdefault(f"{split} {key}", []).append((r["step"], values[key]))
     return train, evals
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -446,10 +457,13 @@ def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, out: st
     else:
         result, z, labels, lengths = _text_results(run_dir, data, limit, beam_size, seed)
     out.mkdir(parents=True, exist_ok=True)
-    result.update(_figures(result, out, z, labels, lengths, name=run_dir.name, seed=seed, tsne=tsne))
+    name = run_dir.resolve().name
+    if name == "run":  # recipes put the run in <out>/run: name it by its recipe output folder
+        name = f"{run_dir.resolve().parent.name}/{name}"
+    result.update(_figures(result, out, z, labels, lengths, name=name, seed=seed, tsne=tsne))
     records, bad = read_metrics_log(run_dir / "metrics.jsonl")
     curves = plot_learning_curves(*learning_curves(records), out / "learning_curves.png",
-                                  title=f"Learning curves ({run_dir.name})")
+                                  title=f"Learning curves ({name})")
     result.update(run=str(run_dir), learning_curves=curves.name, metrics_log_bad_lines=bad)
     (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "report.md").write_text(render_markdown(result))

@@ -162,6 +162,13 @@ def test_metrics_log_bad_lines_are_counted(tmp_path):
     train, evals = learning_curves(records)
     assert train == {"train loss": [(1, 3.0), (2, 2.0)], "heldout loss (eval)": [(2, 2.5)]}
     assert evals == {"heldout token_accuracy": [(2, 0.3)]}
+    # the final evaluation (all sequences, split-prefixed keys) ends the curves
+    records.append({"eval": "final", "step": 3, "heldout_exact_match": 0.1, "heldout_loss": 2.4,
+                    "train_exact_match": 0.9, "heldout_sequences": 320, "ap_z": 0.5})
+    train, evals = learning_curves(records)
+    assert train["heldout loss (eval)"] == [(2, 2.5), (3, 2.4)]
+    assert evals == {"heldout token_accuracy": [(2, 0.3)], "heldout exact_match": [(3, 0.1)],
+                     "heldout ap_z": [(3, 0.5)], "train exact_match": [(3, 0.9)]}
 
 
 def test_evaluate_text_run_writes_report_and_figures(text_run, tmp_path, capsys):

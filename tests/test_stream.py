@@ -190,3 +190,46 @@ def test_peak_memory_stays_flat_on_a_corpus_ten_times_larger(repo, tmp_path):
     in_memory = peak_rss_kb(tmp_path, config, "in_memory")
     print(f"peak RSS in memory, 10x corpus: {in_memory / 1024:.0f} MiB")
     assert in_memory > 1.1 * rss["default"]
+
+
+def speech_stream_config(repo, **data):
+    return load_config_dict({
+        "task": "speech",
+        "data": {"train": str(repo / "data/espeak_words/train/manifest.jsonl"),
+                 "heldout": str(repo / "data/espeak_words/test/manifest.jsonl"), "streaming": True,
+                 "shuffle_buffer": 8, "pool_size": 16, "max_len": 120, "max_tokens": 600, "eval_sentences": 8, **data},
+        "features": {"kind": "logmel", "n_mels": 16},
+        "model": {"frontend": "conv2", "embed_dim": 16, "hidden_dim": 16, "decoder_dim": 16, "prenet_dim": 16,
+                  "pooling": "mean", "bottleneck_dim": 8, "dropout": 0.0},
+        "noise": [{"type": "time_mask", "ratio": 0.15, "span": 5}],
+        "train": {"max_steps": 24, "warmup_steps": 2, "log_every": 1, "eval_every": 0, "checkpoint_every": 4,
+                  "progress": False, "threads": 1},
+    })
+
+
+def test_streamed_speech_run_sees_every_utterance_once_an_epoch_and_resumes_exactly(repo, tmp_path, monkeypatch):
+    config = speech_stream_config(repo)
+    monkeypatch.setenv("SEQAE_BATCH_TRACE", str(tmp_path / "trace"))
+    reference = pretrain(config, tmp_path / "reference")
+    assert reference["train_sequences"] == "the first 8 of the stream" and reference["heldout_sequences"] == 8
+    trace = [json.loads(line) for line in (tmp_path / "trace" / "rank0.jsonl").open()]
+    ends = [r for r in records(tmp_path / "reference") if "epoch_end" in r]
+    assert ends and ends[0]["rows_read"] == 48 and ends[0]["audio_skipped"] == 0
+    for epoch in range(max(r["epoch"] for r in trace)):  # complete epochs
+        seen = [i for r in trace if r["epoch"] == epoch for i in r["indices"]]
+        assert sorted(seen) == list(range(48))
+    assert any(p.name.endswith(".safetensors") for p in (tmp_path / "reference" / "features").rglob("*"))
+    monkeypatch.delenv("SEQAE_BATCH_TRACE")
+    crashed = tmp_path / "crashed"
+    pretrain(config, crashed, stop_after=10)  # checkpoint at step 8
+    assert pretrain(config, crashed) == reference
+
+    def losses(run):
+        return [(r["step"], r["epoch"], r["loss"]) for r in records(run) if "loss" in r and "eval" not in r]
+
+    assert losses(crashed) == losses(tmp_path / "reference")
+
+
+def test_streamed_speech_refuses_paired_targets(repo, tmp_path):
+    with pytest.raises(ConfigError, match="data.targets: a streamed corpus rebuilds its own input"):
+        pretrain(speech_stream_config(repo, targets="neighbours"), tmp_path / "run")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from seqae.checkpoint import CheckpointError, load_latest
@@ -31,6 +32,7 @@ from seqae.config import Config, ConfigError
 from seqae.data.batching import TokenBudgetBatcher
 from seqae.data.manifest import ManifestRow, SkipReport, read_manifest, scan_folder
 from seqae.data.speech import collate_frames, load_speech_features
+from seqae.data.stream import StreamBatcher
 from seqae.features import Cmvn, FeatureCache, FeatureExtractor
 from seqae.models.layers import lengths_to_mask
 from seqae.noise.pipeline import mix_seed
@@ -166,6 +168,91 @@ def prepare_speech(config: Config, run_dir: Path, extractor: FeatureExtractor, *
                       heldout_rows=rows["heldout"], cmvn=cmvn, stats=stats)
 
 
+CMVN_SAMPLE = 1000
+"""Streaming: CMVN statistics come from the first this many training utterances."""
+
+
+class SpeechStreamData:
+    """A streamed speech corpus (`data.streaming`): manifest rows are held in memory (a path and a label each), but
+    features are computed pool by pool (and cached per file on disk), never all at once. `train` holds only the
+    first `data.eval_sentences` training utterances (for evaluation); CMVN comes from the first `CMVN_SAMPLE`."""
+
+    def __init__(self, config: Config, run_dir: Path, extractor: FeatureExtractor, *, min_len: int = 1) -> None:
+        d, fc = config.data, config.features
+        if d.targets != "self":
+            raise ConfigError(f"data.targets: a streamed corpus rebuilds its own input ('self'), got {d.targets!r}: "
+                              "pairing utterances needs the whole corpus in memory")
+        self.extractor, self.strict, self.min_len, self.max_len, self.overlong = (
+            extractor, d.strict, min_len, d.max_len, d.overlong)
+        reports = {"train": SkipReport(), "heldout": SkipReport()}
+        rows = read_rows(d.train, "data.train", reports["train"])
+        if d.heldout is None:
+            rows, heldout_rows = split_by_speaker(rows, d.heldout_fraction)
+        else:
+            heldout_rows = read_rows(d.heldout, "data.heldout", reports["heldout"])
+        self.rows, self.seed = rows, config.train.seed
+        self.cache = FeatureCache(fc.cache_dir or run_dir / "features", extractor.settings())
+        sample, sample_rows, _ = load_speech_features(rows[:CMVN_SAMPLE], extractor, cache=self.cache, strict=d.strict)
+        if not sample:
+            raise ConfigError(f"data.train: no usable audio in the first {CMVN_SAMPLE} rows of {d.train}")
+        self.cmvn, cmvn_state = None, "off"
+        if fc.cmvn:
+            self.cmvn, cmvn_state = _cmvn(run_dir / "cmvn.json", sample, extractor.settings())
+        norm = self.cmvn.normalize if self.cmvn else (lambda x: x)
+        heldout, heldout_rows, heldout_report = load_speech_features(heldout_rows, extractor, cache=self.cache,
+                                                                     strict=d.strict)
+        reports["heldout"].checked += heldout_report.checked
+        reports["heldout"].skipped += heldout_report.skipped
+        self.heldout, self.heldout_rows, heldout_length = _fit([norm(x) for x in heldout], heldout_rows, d.max_len,
+                                                               d.overlong, min_len)
+        self.train, self.train_rows, _ = _fit([norm(x) for x in sample[: d.eval_sentences]],
+                                              sample_rows[: d.eval_sentences], d.max_len, d.overlong, min_len)
+        if not self.heldout:
+            raise ConfigError(f"data.heldout: no usable sequences ({heldout_report.num_skipped} files skipped)")
+        self.stats: dict[str, Any] = {
+            "features": extractor.settings(), "cmvn": cmvn_state, "train": f"streamed: {len(rows)} rows",
+            "train_audio": _report(reports["train"]), "heldout_audio": _report(reports["heldout"]),
+            "heldout_length": heldout_length, "heldout_sequences": len(self.heldout)}
+        self._norm = norm
+        self.take_counts()
+        self.batcher = StreamBatcher(self._rows, self._encode, length=lambda x: x.shape[0], max_tokens=d.max_tokens,
+                                     max_sentences=d.max_sentences, buffer_size=d.shuffle_buffer,
+                                     pool_size=d.pool_size, seed=config.train.seed)
+
+    def _rows(self, epoch: int):
+        """The manifest's rows in an order drawn from (seed, epoch), before the shuffle buffer."""
+        return (self.rows[i] for i in np.random.default_rng([self.seed, epoch]).permutation(len(self.rows)).tolist())
+
+    def _encode(self, chunk: list[tuple[int, ManifestRow]]) -> list[tuple[int, torch.Tensor]]:
+        """Features of a pool of rows (cached per file), normalised and fitted to the length limits; every skip is
+        counted and named."""
+        out = []
+        for index, row in chunk:
+            feats, _, report = load_speech_features([row], self.extractor, cache=self.cache, strict=self.strict)
+            self._counts["rows_read"] += 1
+            if report.num_skipped:
+                self._skipped += report.skipped
+                continue
+            x = self._norm(feats[0])
+            if x.shape[0] < self.min_len:
+                self._counts["too_short"] += 1
+                continue
+            if x.shape[0] > self.max_len:
+                self._counts["overlong"] += 1
+                if self.overlong == "skip":
+                    continue
+                x = x[: self.max_len]
+            out.append((index, x))
+        return out
+
+    def take_counts(self) -> dict[str, Any]:
+        """Rows read and skipped (with the skipped files and why) since the last call."""
+        counts = {**getattr(self, "_counts", {}), "audio_skipped": len(getattr(self, "_skipped", [])),
+                  "skipped_files": [{"file": f, "reason": r} for f, r in getattr(self, "_skipped", [])[:100]]}
+        self._counts, self._skipped = {"rows_read": 0, "too_short": 0, "overlong": 0}, []
+        return counts
+
+
 def _speaker_codes(rows: list[ManifestRow]) -> torch.Tensor:
     """[N] speaker index per row; every row its own speaker when any row lacks one."""
     if any(r.speaker is None for r in rows):
@@ -225,8 +312,13 @@ class SpeechTask:
         self.noise = build_noise(config.noise, "frames")
         self.model = build_frame_autoencoder(config.model, self.extractor.feature_dim)
         min_len = getattr(self.model, "min_frames", 1)
-        self.data = prepare_speech(config, Path(run_dir), self.extractor, min_len=min_len)
-        self.targets = targets or getattr(config.data, "targets", "self")  # `data.targets` once the config has it
+        self.stream: StreamBatcher | None = None
+        if config.data.streaming:
+            self.data = SpeechStreamData(config, Path(run_dir), self.extractor, min_len=min_len)
+            self.stream = self.data.batcher
+        else:
+            self.data = prepare_speech(config, Path(run_dir), self.extractor, min_len=min_len)
+        self.targets = targets or config.data.targets
         if self.targets not in TARGETS:
             raise ConfigError(f"data.targets: got {self.targets!r}; allowed: {', '.join(TARGETS)}")
         self.partners: list[list[int]] | None = None
@@ -239,6 +331,12 @@ class SpeechTask:
 
     def summary(self) -> str:
         s = self.data.stats
+        if self.stream is not None:
+            noise = f"; noise: {self.noise.describe()}" if self.noise else ""
+            return (f"data: {len(self.data.rows)} train utterances streamed (features computed pool by pool; skips "
+                    f"logged at the end of each epoch) / {len(self.data.heldout)} held-out; {self.extractor.kind} "
+                    f"{self.extractor.feature_dim}-dim features, CMVN {s['cmvn']} (first {CMVN_SAMPLE} utterances)"
+                    f"{noise}")
         skipped = s["train_audio"]["skipped"] + s["heldout_audio"]["skipped"]
         noise = f"; noise: {self.noise.describe()}" if self.noise else ""
         if self.partners is not None:
@@ -268,9 +366,15 @@ class SpeechTask:
     def batch(self, indices: list[int], epoch: int) -> dict[str, torch.Tensor]:
         """frames [B, T, F] (noised input) with lengths [B], corrupted mask [B, T], and the clean targets
         [B, T', F] with target_lengths [B] (the input's own frames, or its partner's)."""
-        pairs = [self.corrupt(self.data.train[i], epoch=epoch, index=i) for i in indices]
+        examples = [(i, self.data.train[i]) for i in indices]
+        return self.batch_examples(examples, epoch, [self.data.train[self.target_index(i, epoch)] for i in indices])
+
+    def batch_examples(self, examples: list[tuple[int, torch.Tensor]], epoch: int,
+                       targets: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The batch of `(index, frames)` examples (the index seeds the noise); targets default to the inputs."""
+        pairs = [self.corrupt(x, epoch=epoch, index=i) for i, x in examples]
         frames, lengths = collate_frames([p[0] for p in pairs])
-        targets, target_lengths = collate_frames([self.data.train[self.target_index(i, epoch)] for i in indices])
+        targets, target_lengths = collate_frames(targets if targets is not None else [x for _, x in examples])
         mask = torch.nn.utils.rnn.pad_sequence([p[1] for p in pairs], batch_first=True)  # (B, T)
         return {"frames": frames, "lengths": lengths, "targets": targets, "target_lengths": target_lengths,
                 "corrupted": mask}
@@ -385,6 +489,8 @@ class SpeechTask:
             metrics["heldout_stop_accuracy"] = heldout["stop_accuracy"]
         metrics.update(self.discrimination())
         metrics.update(train_sequences=len(self.data.train), heldout_sequences=len(self.data.heldout))
+        if self.stream is not None:
+            metrics["train_sequences"] = f"the first {len(self.data.train)} of the stream"
         return metrics
 
 
