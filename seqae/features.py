@@ -24,7 +24,7 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,10 @@ def _positive_float(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     return float(value)
+
+
+BATCH_SAMPLES = 16000 * 120
+"""`FeatureExtractor.batch` computes at most this many padded samples in one call (two minutes at 16 kHz)."""
 
 
 class FeatureExtractor(nn.Module):
@@ -132,15 +136,7 @@ class FeatureExtractor(nn.Module):
         Raises:
             AudioError: the waveform is too short for one frame.
         """
-        name = str(source) if source is not None else "<waveform>"
-        if wav.dim() != 1:
-            raise ValueError(f"{name}: expected a mono waveform [S], got shape {tuple(wav.shape)}")
-        if self.num_frames(wav.shape[0]) < 1:
-            raise AudioError(
-                name,
-                f"too short for one feature frame: {wav.shape[0]} samples < {self.win_length} "
-                f"({self.win_ms:g} ms at {self.sample_rate} Hz)",
-            )
+        self.check(wav, source)
         wav = wav.to(torch.float32)
         if self.kind == "fbank":
             return kaldi.fbank(
@@ -155,6 +151,50 @@ class FeatureExtractor(nn.Module):
         if self.kind == "logmel":
             feats = torch.log(feats + LOG_OFFSET)
         return feats.transpose(0, 1).contiguous()  # (F, T) -> (T, F)
+
+    def batch(self, wavs: Sequence[torch.Tensor], sources: Sequence[Any] | None = None) -> list[torch.Tensor]:
+        """Features of several waveforms, equal to ``[self(w) for w in wavs]``: log-Mel and MFCC are computed in one
+        call on the zero-padded batch ``[N, S_max]`` (frames never reach past a waveform's end, since nothing is
+        centred), then each is cut to its own ``num_frames``; fbank (Kaldi's) goes file by file.
+
+        Raises:
+            AudioError: a waveform too short for one frame (named by its entry of ``sources``).
+        """
+        sources = list(sources) if sources is not None else [None] * len(wavs)
+        if self.kind == "fbank" or len(wavs) <= 1:
+            return [self(w, source=s) for w, s in zip(wavs, sources)]
+        for w, s in zip(wavs, sources):
+            self.check(w, s)
+        out: list[torch.Tensor | None] = [None] * len(wavs)
+        order = sorted(range(len(wavs)), key=lambda i: wavs[i].shape[0])  # by length: little padding in a group
+        groups, group = [], []
+        for i in order:  # groups of at most BATCH_SAMPLES padded samples (a longer waveform goes alone)
+            if group and (len(group) + 1) * wavs[i].shape[0] > BATCH_SAMPLES:
+                groups.append(group)
+                group = []
+            group.append(i)
+        groups.append(group)
+        for group in groups:
+            batch = torch.nn.utils.rnn.pad_sequence([wavs[i].to(torch.float32) for i in group],
+                                                    batch_first=True)  # (N, S_max)
+            feats = self.transform(batch)  # (N, F, T_max)
+            if self.kind == "logmel":
+                feats = torch.log(feats + LOG_OFFSET)
+            for k, i in enumerate(group):
+                out[i] = feats[k, :, : self.num_frames(wavs[i].shape[0])].transpose(0, 1).contiguous()  # (T_i, F)
+        return out
+
+    def check(self, wav: torch.Tensor, source=None) -> None:
+        """Raise if ``wav`` is not a mono waveform ``[S]`` long enough for one frame (AudioError naming ``source``)."""
+        name = str(source) if source is not None else "<waveform>"
+        if wav.dim() != 1:
+            raise ValueError(f"{name}: expected a mono waveform [S], got shape {tuple(wav.shape)}")
+        if self.num_frames(wav.shape[0]) < 1:
+            raise AudioError(
+                name,
+                f"too short for one feature frame: {wav.shape[0]} samples < {self.win_length} "
+                f"({self.win_ms:g} ms at {self.sample_rate} Hz)",
+            )
 
     def settings(self) -> dict[str, Any]:
         """JSON-serialisable arguments (plus the feature code version), to store with a model."""
@@ -299,10 +339,8 @@ class FeatureCache:
         key = hashlib.sha256(key_src.encode()).hexdigest()
         return self.root / key[:2] / f"{key}.safetensors"
 
-    def get_or_compute(
-        self, path: str | os.PathLike[str], compute_fn: Callable[[Path], torch.Tensor]
-    ) -> torch.Tensor:
-        """Cached features of ``path``, or ``compute_fn(path)`` (``-> [T, F]``) stored for next time."""
+    def get(self, path: str | os.PathLike[str]) -> torch.Tensor | None:
+        """The cached features of ``path`` (a hit), or None (a miss: ``put`` them once computed)."""
         entry = self.entry_path(path)
         if entry.exists():
             try:
@@ -312,10 +350,20 @@ class FeatureCache:
             except (SafetensorError, OSError, KeyError) as err:
                 warnings.warn(f"feature cache entry {entry} for {path} is unreadable ({err}); recomputing")
         self.misses += 1
-        feats = compute_fn(Path(path))
+        return None
+
+    def put(self, path: str | os.PathLike[str], feats: torch.Tensor) -> torch.Tensor:
+        """Store the features ``[T, F]`` of ``path``; returns them as stored (float32, CPU, contiguous)."""
         if not isinstance(feats, torch.Tensor) or feats.dim() != 2:
             got = tuple(feats.shape) if isinstance(feats, torch.Tensor) else type(feats).__name__
-            raise ValueError(f"{path}: compute_fn must return features [T, F], got {got}")
+            raise ValueError(f"{path}: features must be [T, F], got {got}")
         feats = feats.detach().to("cpu", torch.float32).contiguous()
-        _atomic_save({"features": feats}, entry, {"source": str(Path(path).resolve())})
+        _atomic_save({"features": feats}, self.entry_path(path), {"source": str(Path(path).resolve())})
         return feats
+
+    def get_or_compute(
+        self, path: str | os.PathLike[str], compute_fn: Callable[[Path], torch.Tensor]
+    ) -> torch.Tensor:
+        """Cached features of ``path``, or ``compute_fn(path)`` (``-> [T, F]``) stored for next time."""
+        feats = self.get(path)
+        return feats if feats is not None else self.put(path, compute_fn(Path(path)))

@@ -177,3 +177,42 @@ def test_cache_recomputes_unreadable_entry_and_names_missing_file(tmp_path: Path
     assert cache.misses == 2
     with pytest.raises(AudioError, match="gone.flac: file not found"):
         cache.get_or_compute(tmp_path / "gone.flac", compute)
+
+
+@pytest.mark.parametrize("kind", FEATURE_KINDS)
+def test_batch_equals_one_waveform_at_a_time(kind: str, monkeypatch) -> None:
+    import seqae.features as features
+
+    g = torch.Generator().manual_seed(0)
+    wavs = [torch.rand(n, generator=g) * 2 - 1 for n in (400, 16000, 7321, 401, 24000, 3200)]  # ragged
+    extractor = FeatureExtractor(kind=kind, n_mels=40, n_mfcc=13)
+    reference = [extractor(w) for w in wavs]
+    monkeypatch.setattr(features, "BATCH_SAMPLES", 30000)  # several groups, and a waveform longer than a group
+    for batched, ref in zip(extractor.batch(wavs), reference):
+        assert batched.shape == ref.shape
+        torch.testing.assert_close(batched, ref, rtol=1e-5, atol=1e-4)
+    with pytest.raises(AudioError, match="short.wav: too short for one feature frame"):
+        extractor.batch([wavs[1], torch.zeros(10)], ["long.wav", "short.wav"])
+
+
+def test_load_speech_features_batches_misses_and_skips_bad_files(tmp_path: Path) -> None:
+    from seqae.data.manifest import ManifestRow
+    from seqae.data.speech import load_speech_features
+
+    rows = []
+    for k, seconds in enumerate((0.3, 1.0, 0.5, 0.7)):
+        path = tmp_path / f"w{k}.wav"
+        sf.write(path, (torch.rand(int(16000 * seconds)) * 0.2 - 0.1).numpy(), 16000)
+        rows.append(ManifestRow(path=path))
+    (tmp_path / "broken.wav").write_bytes(b"not audio")
+    rows.insert(2, ManifestRow(path=tmp_path / "broken.wav"))
+    extractor = FeatureExtractor(kind="logmel", n_mels=40)
+    cache = FeatureCache(tmp_path / "cache", extractor.settings())
+    feats, kept, report = load_speech_features(rows, extractor, cache=cache, batch_files=3)
+    assert [r.path.name for r in kept] == ["w0.wav", "w1.wav", "w2.wav", "w3.wav"]
+    assert report.checked == 5 and [Path(f).name for f, _ in report.skipped] == ["broken.wav"]
+    for x, row in zip(feats, kept):
+        torch.testing.assert_close(x, extractor(load_audio(row.path, sample_rate=16000)), rtol=1e-5, atol=1e-4)
+    assert cache.misses == 5 and cache.hits == 0
+    again, _, _ = load_speech_features(rows, extractor, cache=cache, batch_files=3)
+    assert cache.hits == 4 and all(torch.equal(a, b) for a, b in zip(again, feats))
