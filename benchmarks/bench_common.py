@@ -49,7 +49,7 @@ class Sizes:
     proposal_steps: int
     """Timed steps of each optimisation candidate."""
     curve_steps: int
-    """Steps (warm-up included) whose losses are compared between fp32 and the fused-AdamW / bf16 variants."""
+    """Steps (warm-up included) whose losses are compared between the baseline and the foreach-AdamW / bf16 variants."""
     decode_batch: int
     """Sequences decoded at once in the generation benchmark."""
     decode_lengths: tuple[int, ...]
@@ -125,14 +125,15 @@ class Stopwatch:
     """Accumulates wall-clock seconds over `with watch:` blocks."""
 
     def __init__(self) -> None:
-        self.seconds = 0.0
+        self.seconds, self.running = 0.0, False
 
     def __enter__(self) -> Stopwatch:
-        self._start = time.perf_counter()
+        self._start, self.running = time.perf_counter(), True
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.seconds += time.perf_counter() - self._start
+        self.running = False
 
 
 def rate(count: float, seconds: float) -> float:

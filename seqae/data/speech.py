@@ -76,6 +76,8 @@ def load_speech_features(
                 bad(i, row, err)
                 continue
             waiting.append((i, row, wav))
+        if not waiting:
+            continue
         with torch.no_grad():
             computed = extractor.batch([w for _, _, w in waiting], [r.path for _, r, _ in waiting])
         for (i, row, _), x in zip(waiting, computed):
