@@ -28,6 +28,27 @@ def test_fortunes_debug_end_to_end(repo, tmp_path):
     assert (out / "data" / "train.txt").stat().st_size > 0
 
 
+def test_fortunes_denoising_variant_and_the_comparison_script(repo, tmp_path):
+    plain, denoise = tmp_path / "plain", tmp_path / "denoise"
+    run_recipe(repo, "fortunes", "--out", str(plain), "--shipped")
+    out = run_recipe(repo, "fortunes", "--out", str(denoise), "--shipped", "--denoise").stdout
+    assert "span_mask (prob 1): ratio=0.3" in out
+    metrics = json.loads((denoise / "metrics.json").read_text())
+    assert 0.0 <= metrics["heldout_denoise_token_accuracy"] <= 1.0
+    assert "noise" not in json.dumps(json.loads((plain / "metrics.json").read_text()))
+    table = tmp_path / "compare.json"
+    result = subprocess.run(
+        [str(repo / ".venv/bin/python"), str(repo / "recipes/fortunes/compare_denoising.py"),
+         "--noise", str(repo / "recipes/fortunes/noise.yaml"), "--data", str(repo / "data/fortunes/heldout.txt"),
+         "--limit", "16", "--run", f"plain={plain / 'run'}", "--run", f"denoising={denoise / 'run'}",
+         "--out", str(table)], cwd=repo, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| plain | heldout.txt | 16 |" in result.stdout and "| denoising | heldout.txt | 16 |" in result.stdout
+    rows = json.loads(table.read_text())["results"]
+    assert [r["run"] for r in rows] == ["plain", "denoising"]
+    assert all(0.0 <= r[k] <= 1.0 for r in rows for k in r if k.endswith(("accuracy", "match")))
+
+
 def test_wikitext103_debug_from_a_local_tree_laid_out_like_the_hub(repo, tmp_path):
     datasets = pytest.importorskip("datasets")
     tree = tmp_path / "wikitext" / "wikitext-103-raw-v1"
