@@ -63,6 +63,17 @@ def test_two_processes_match_one_and_resume_with_one(repo, tmp_path):
     assert f"resuming {double} from step 6 (epoch {ckpt2['data']['epoch']}, batch {ckpt2['data']['batch']})" in out
     assert [s for s, _, _ in losses(double)] == list(range(1, 10))
 
+    # And the reverse: the run the single process carried on resumes with 2 processes, as does a one-process
+    # run of the same config, and the two stay equal.
+    longer = write_config(repo, tmp_path / "longer.yaml", max_steps=12)
+    launch(["pretrain", str(more), "--run-dir", str(single)], nproc=1)
+    for run in (single, double):
+        out = launch(["pretrain", str(longer), "--run-dir", str(run)], nproc=2).stdout
+        assert f"resuming {run} from step 9" in out
+    assert [s for s, _, _ in losses(double)] == list(range(1, 13))
+    for (_, la, ea), (_, lb, eb) in zip(losses(single), losses(double)):
+        assert lb == pytest.approx(la, rel=1e-5) and ea == eb
+
 
 @pytest.mark.slow
 def test_grad_accum_must_divide_by_world_size(repo, tmp_path):
@@ -78,10 +89,12 @@ def test_grad_accum_must_divide_by_world_size(repo, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("streaming", [False, True], ids=["in_memory", "streaming"])
 def test_every_example_once_per_epoch_across_two_processes(repo, tmp_path, monkeypatch, streaming):
+    """In memory (fp32), and streamed with bf16 autocast: the same batches and losses with 1 and 2 processes."""
     config = write_config(repo, tmp_path / "c.yaml", max_steps=18)
     if streaming:
         data = yaml.safe_load(config.read_text())
         data["data"].update(streaming=True, shuffle_buffer=16, pool_size=32)
+        data["train"]["precision"] = "bf16"  # and mixed precision under torchrun
         config.write_text(yaml.safe_dump(data))
     runs = {}
     for nproc in (1, 2):
