@@ -409,3 +409,25 @@ def test_memorises_sixteen_sentences(sixteen_sentences, encoder, decoder):
         out = model(tokens, lengths)
     correct, total = teacher_forced_accuracy(out.logits, out.targets)
     assert correct == total == int((lengths - 1).sum())
+
+
+def test_fast_dropout_rate_scale_and_gradient():
+    from seqae.models.layers import Dropout
+
+    torch.manual_seed(0)
+    drop = Dropout(0.1)
+    x = torch.ones(400, 1000, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    assert abs(1 - kept.float().mean().item() - 0.1) < 0.002  # 400,000 draws
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.9))
+    assert abs(y.mean().item() - 1.0) < 0.005  # unbiased
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the gradient is the same mask and scale
+    odd = torch.randn(3, 5, 7)  # a size that is not a multiple of 4
+    assert drop(odd).shape == odd.shape
+    drop.eval()
+    assert drop(odd) is odd
+    assert Dropout(0.0).train()(odd) is odd
+    with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\), got 1.0"):
+        Dropout(1.0)

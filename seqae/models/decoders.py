@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from seqae.models.layers import DecoderBlock
+from seqae.models.layers import DecoderBlock, Dropout
 
 State = dict[str, Any]
 
@@ -79,7 +79,7 @@ class TransformerDecoder(nn.Module):
         self.input_proj = nn.Linear(input_dim, dim) if input_dim != dim else nn.Identity()
         self.positions = nn.Embedding(max_positions, dim)
         self.z_to_memory = nn.Linear(bottleneck_dim, memory_slots * dim) if bottleneck_dim else None
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.blocks = nn.ModuleList(DecoderBlock(dim, num_heads, ff_dim, dropout) for _ in range(num_layers))
         self.norm = nn.LayerNorm(dim)
 

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from seqae.models.layers import EncoderBlock, lengths_to_mask
+from seqae.models.layers import Dropout, EncoderBlock, lengths_to_mask
 
 
 @dataclass
@@ -41,7 +41,7 @@ class RNNEncoder(nn.Module):
             rnn(input_dim if i == 0 else self.output_dim, hidden_dim, batch_first=True, bidirectional=bidirectional)
             for i in range(num_layers)
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, lengths: Tensor, *, return_layers: bool = False) -> EncoderOutput:
         B, T, _ = x.shape
@@ -71,7 +71,7 @@ class TransformerEncoder(nn.Module):
         self.input_proj = nn.Linear(input_dim, dim) if input_dim != dim else nn.Identity()
         self.positions = nn.Embedding(max_positions + int(cls_token), dim)
         self.cls = nn.Parameter(torch.randn(dim) * 0.02) if cls_token else None
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.blocks = nn.ModuleList(EncoderBlock(dim, num_heads, ff_dim, dropout) for _ in range(num_layers))
         self.norm = nn.LayerNorm(dim)
 
