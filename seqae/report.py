@@ -426,7 +426,7 @@ def _figures(result: dict[str, Any], out: Path, z: torch.Tensor, labels, lengths
     text = result["task"] == "text"
     unit = "pieces" if text else "frames"
     rows = [{**r, "bleu / 100": None if r.get("bleu") is None else r["bleu"] / 100}
-            for r in result["reconstruction"]]
+            for r in result["reconstruction"] if r["sequences"] or r["bin"] == "all"]  # the table keeps empty bins
     bars = plot_binned(rows, ["token_accuracy", "exact_match", "bleu / 100"] if text else ["mse", "mcd", "mcd_dtw"],
                        out / "reconstruction_by_length.png", xlabel=f"length in {unit}",
                        ylabel="fraction" if text else "MSE; MCD (dB)", unit_range=text,
