@@ -91,13 +91,17 @@ class TokenAutoencoder(nn.Module):
     def loss(self, out: AutoencoderOutput, *, label_smoothing: float = 0.0,
              weights: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
         """Cross-entropy over real target positions (weighted mean with `weights` [B, T-1]) plus the bottleneck's terms."""
-        real = out.targets != self.pad_id
+        real = out.targets != self.pad_id  # (B, T-1)
+        # On the padded tensor with ignore_index: gathering the real rows of the [B, T-1, V] logits first copies
+        # them, and scatters the gradient back (3% + 6% of a Transformer AE step in the benchmark profile).
+        logits, targets = out.logits.flatten(0, 1), out.targets.flatten()  # (B·(T-1), V), (B·(T-1),)
         if weights is None:
-            ce = F.cross_entropy(out.logits[real], out.targets[real], label_smoothing=label_smoothing)
+            ce = F.cross_entropy(logits, targets, ignore_index=self.pad_id, label_smoothing=label_smoothing)
         else:
-            per_token = F.cross_entropy(out.logits[real], out.targets[real], label_smoothing=label_smoothing,
-                                        reduction="none")
-            ce = (per_token * weights[real]).sum() / weights[real].sum()
+            per_token = F.cross_entropy(logits, targets, ignore_index=self.pad_id, label_smoothing=label_smoothing,
+                                        reduction="none")  # 0 at padding
+            w = weights.flatten() * real.flatten()
+            ce = (per_token * w).sum() / w.sum()
         total = ce + sum(out.aux.values(), torch.zeros((), device=ce.device))
         stats = {"ce": float(ce.detach()), "tokens": int(real.sum())}
         stats.update({k: float(v.detach()) for k, v in out.aux.items()})
