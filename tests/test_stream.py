@@ -142,13 +142,15 @@ def test_streaming_needs_a_heldout_corpus(repo, tmp_path):
         pretrain(config, tmp_path / "run")
 
 
+# The child's own peak: VmHWM starts afresh at exec, whereas getrusage's ru_maxrss keeps the peak of the process
+# that forked it (here pytest, which may have grown past what is measured).
 RSS_SCRIPT = """
-import resource, sys
+import re, sys
 from seqae.config import load_config_dict
 from seqae.train import pretrain
 import yaml
 pretrain(load_config_dict(yaml.safe_load(open(sys.argv[1]))), sys.argv[2])
-print("MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print("MAXRSS_KB", re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
 """
 
 

@@ -80,6 +80,14 @@ def split_by_speaker(rows: list[ManifestRow], fraction: float) -> tuple[list[Man
     return rows[cut:], rows[:cut]
 
 
+def read_splits(d, reports: dict[str, SkipReport]) -> tuple[list[ManifestRow], list[ManifestRow]]:
+    """(train, held-out) manifest rows of a DataConfig: `data.heldout`, or speakers split off `data.train`."""
+    train_rows = read_rows(d.train, "data.train", reports["train"])
+    if d.heldout is None:
+        return split_by_speaker(train_rows, d.heldout_fraction)
+    return train_rows, read_rows(d.heldout, "data.heldout", reports["heldout"])
+
+
 def _report(report: SkipReport) -> dict[str, Any]:
     return {"checked": report.checked, "skipped": report.num_skipped,
             "skipped_files": [{"file": f, "reason": r} for f, r in report.skipped]}
@@ -129,11 +137,7 @@ def prepare_speech(config: Config, run_dir: Path, extractor: FeatureExtractor, *
     """Read both splits, extract (cached) features, apply CMVN and the length limits; every skip is counted."""
     d, fc = config.data, config.features
     reports = {"train": SkipReport(), "heldout": SkipReport()}
-    train_rows = read_rows(d.train, "data.train", reports["train"])
-    if d.heldout is None:
-        train_rows, heldout_rows = split_by_speaker(train_rows, d.heldout_fraction)
-    else:
-        heldout_rows = read_rows(d.heldout, "data.heldout", reports["heldout"])
+    train_rows, heldout_rows = read_splits(d, reports)
     cache = FeatureCache(fc.cache_dir or run_dir / "features", extractor.settings())
     feats, rows = {}, {}
     for split, split_rows in (("train", train_rows), ("heldout", heldout_rows)):
@@ -185,11 +189,7 @@ class SpeechStreamData:
         self.extractor, self.strict, self.min_len, self.max_len, self.overlong = (
             extractor, d.strict, min_len, d.max_len, d.overlong)
         reports = {"train": SkipReport(), "heldout": SkipReport()}
-        rows = read_rows(d.train, "data.train", reports["train"])
-        if d.heldout is None:
-            rows, heldout_rows = split_by_speaker(rows, d.heldout_fraction)
-        else:
-            heldout_rows = read_rows(d.heldout, "data.heldout", reports["heldout"])
+        rows, heldout_rows = read_splits(d, reports)
         self.rows, self.seed = rows, config.train.seed
         self.cache = FeatureCache(fc.cache_dir or run_dir / "features", extractor.settings())
         sample, sample_rows, _ = load_speech_features(rows[:CMVN_SAMPLE], extractor, cache=self.cache, strict=d.strict)
