@@ -56,6 +56,8 @@ def save_checkpoint(run_dir: Path, step: int, payload: dict[str, Any], *, keep: 
     for old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
         old.with_name(old.name + ".sha256").unlink(missing_ok=True)
+    for stale in path.parent.glob(".step_*.tmp*"):  # left by a process killed mid-write (one writer at a time)
+        stale.unlink(missing_ok=True)
     return path
 
 

@@ -99,7 +99,14 @@ class _Log:
             return
         kept = []
         if path.is_file() and resume_step > 0:
-            kept = [line for line in path.read_text().splitlines() if _before(json.loads(line), resume_step)]
+            for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:  # a line a kill cut short
+                    print(f"{path}:{number}: not a JSON record (a write cut short?); dropped")
+                    continue
+                if _before(record, resume_step):
+                    kept.append(line)
         tmp = path.with_name(f".{path.name}.tmp")  # atomic: a kill while cutting back must not lose the log
         tmp.write_text("".join(line + "\n" for line in kept))
         os.replace(tmp, path)

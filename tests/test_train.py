@@ -184,3 +184,18 @@ def test_bf16_autocast_follows_the_fp32_loss_curve(repo, tmp_path, arch):
     assert fp32[-1] < fp32[0] - 0.5  # the curve being compared goes somewhere
     for a, b in zip(fp32, bf16):
         assert b == pytest.approx(a, rel=0.02)
+
+
+def test_resume_drops_a_log_line_cut_short_and_stale_partial_checkpoints(repo, tmp_path, capsys):
+    config = tiny_config(repo)
+    pretrain(config, tmp_path / "reference")
+    run = tmp_path / "run"
+    pretrain(config, run, stop_after=6)  # checkpoint at step 4
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 7, "epoch": 0, "lo')  # a kill in the middle of a write
+    stale = run / "checkpoints" / ".step_00000008.pt.tmp99999"
+    stale.write_bytes(b"half a checkpoint")
+    pretrain(config, run)
+    assert "metrics.jsonl:9: not a JSON record (a write cut short?); dropped" in capsys.readouterr().out  # 6 step records and 2 eval records before it
+    assert losses(run) == losses(tmp_path / "reference")
+    assert not stale.exists()
