@@ -1,0 +1,59 @@
+"""torch.compile on seqae's Transformer AE, against eager, at the suite's sizes: `python benchmarks/try_compile.py`.
+
+Not part of `run.py` (compiling takes minutes). Trains the same model from the same seed on the first 1,280
+fortunes sentences, eager and with `torch.compile(model.forward, dynamic=True)` (batch shapes vary with bucketing),
+and prints the time of 5 warm-up steps (compilation included) and of the 20 steps after them.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bench_common as common  # noqa: E402
+from bench_train import seqae_config  # noqa: E402
+
+
+def timed(mode: str, workdir: Path, threads: int) -> tuple[float, float]:
+    from seqae.tokenizer import train_tokenizer
+    from seqae.train import Trainer
+
+    sizes = common.full()
+    lines = common.fortunes_lines(sizes.batch * 20)
+    (workdir / "train.txt").write_text("\n".join(lines) + "\n")
+    train_tokenizer(lines, workdir / "tok", vocab_size=sizes.vocab)
+    config = seqae_config(sizes, encoder="transformer", decoder="transformer", train_file=workdir / "train.txt",
+                          tokenizer=workdir / "tok.model", threads=threads)
+    run_dir = workdir / f"run_{mode}"
+    run_dir.mkdir()
+    trainer = Trainer(config, run_dir)
+    if mode == "compile":
+        trainer.task.model.forward = torch.compile(trainer.task.model.forward, dynamic=True)
+    start = time.perf_counter()
+    for _ in range(5):
+        trainer.train_step()
+    warm = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(20):
+        trainer.train_step()
+    return warm, time.perf_counter() - start
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        common.offline_env(Path(tmp) / "hf")
+        for mode in ("eager", "compile"):
+            (Path(tmp) / mode).mkdir()
+            warm, steps = timed(mode, Path(tmp) / mode, threads=2)
+            print(f"{mode}: 5 warm-up steps {warm:.1f} s, then 20 steps {steps:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
