@@ -226,14 +226,16 @@ class SpeechStreamData:
     def _encode(self, chunk: list[tuple[int, ManifestRow]]) -> list[tuple[int, torch.Tensor]]:
         """Features of a pool of rows (cached per file), normalised and fitted to the length limits; every skip is
         counted and named."""
+        feats, kept, report = load_speech_features([row for _, row in chunk], self.extractor, cache=self.cache,
+                                                   strict=self.strict)  # uncached files batched together
+        self._counts["rows_read"] += len(chunk)
+        self._skipped += report.skipped
+        kept_ids = {id(row): k for k, row in enumerate(kept)}  # kept rows are chunk rows, in order
         out = []
         for index, row in chunk:
-            feats, _, report = load_speech_features([row], self.extractor, cache=self.cache, strict=self.strict)
-            self._counts["rows_read"] += 1
-            if report.num_skipped:
-                self._skipped += report.skipped
+            if id(row) not in kept_ids:
                 continue
-            x = self._norm(feats[0])
+            x = self._norm(feats[kept_ids[id(row)]])
             if x.shape[0] < self.min_len:
                 self._counts["too_short"] += 1
                 continue
