@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 
@@ -37,11 +38,13 @@ class AudioError(ValueError):
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise AudioError(path, "file not found")
-    if path.is_dir():
+    try:
+        info = path.stat()  # one system call for all three checks
+    except FileNotFoundError:
+        raise AudioError(path, "file not found") from None
+    if stat.S_ISDIR(info.st_mode):
         raise AudioError(path, "is a directory, not an audio file")
-    if path.stat().st_size == 0:
+    if info.st_size == 0:
         raise AudioError(path, "empty file (0 bytes)")
 
 
@@ -93,7 +96,8 @@ def load_audio(path: str | os.PathLike[str], *, sample_rate: int) -> torch.Tenso
     if not np.isfinite(data).all():
         bad = int((~np.isfinite(data)).sum())
         raise AudioError(path, f"contains {bad} NaN/Inf sample values")
-    wav = torch.from_numpy(data).mean(dim=1)  # (S, C) -> (S,)
+    samples = torch.from_numpy(data)  # (S, C)
+    wav = samples[:, 0] if data.shape[1] == 1 else samples.mean(dim=1)  # (S,): a mono file needs no mean
     if file_rate != sample_rate:
         wav = AF.resample(wav, orig_freq=file_rate, new_freq=sample_rate)
     return wav.contiguous()
