@@ -72,6 +72,22 @@ def test_logmel_matches_stft_reference(train_wavs: list[torch.Tensor]) -> None:
     torch.testing.assert_close(FeatureExtractor(kind="logmel")(wav), reference, atol=1e-3, rtol=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["logmel", "mfcc"])
+def test_power_spectrum_equals_torchaudios_own(kind: str, train_wavs: list[torch.Tensor]) -> None:
+    """|X|² as re² + im² (seqae) against torchaudio's abs().pow(2): equal to float rounding, batched too."""
+    import torchaudio.transforms as TT
+
+    mel_kwargs = dict(n_fft=400, hop_length=160, n_mels=80, center=False)
+    ref = (TT.MelSpectrogram(sample_rate=16000, **mel_kwargs) if kind == "logmel"
+           else TT.MFCC(sample_rate=16000, n_mfcc=13, log_mels=True, melkwargs=mel_kwargs))
+    batch = torch.nn.utils.rnn.pad_sequence(train_wavs[:3], batch_first=True)  # (3, S_max)
+    ours = FeatureExtractor(kind=kind).transform(batch)
+    expected = ref(batch)
+    if kind == "logmel":
+        ours, expected = torch.log(ours + 1e-6), torch.log(expected + 1e-6)
+    torch.testing.assert_close(ours, expected, atol=1e-4, rtol=1e-5)
+
+
 def test_mfcc_is_dct_of_logmel(train_wavs: list[torch.Tensor]) -> None:
     wav = train_wavs[1]
     dct = AF.create_dct(13, 80, norm="ortho")  # (80, 13)
