@@ -66,8 +66,8 @@ class Sizes:
 
 def full() -> Sizes:
     return Sizes(width=256, layers=3, heads=4, ff=1024, vocab=2000, sentences=1280, batch=64, max_len=64,
-                 warmup=2, steps=20, windows=2, proposal_steps=10, curve_steps=40, decode_batch=8, decode_lengths=(16, 64, 256), beam=4,
-                 gemm_n=2048, feature_files=None, feature_repeats=5)
+                 warmup=2, steps=20, windows=4, proposal_steps=10, curve_steps=40, decode_batch=8, decode_lengths=(16, 64, 256), beam=4,
+                 gemm_n=2048, feature_files=None, feature_repeats=15)
 
 
 def quick() -> Sizes:
