@@ -179,9 +179,26 @@ def random_padding_efficiency(lengths: list[int], batch: int, *, seed: int = 0) 
 def profile_steps(step, *, steps: int) -> dict[str, Any]:
     """Where a training step's time goes (torch.profiler, main-thread self times) and the GEMMs' own speed.
 
-    Groups: GEMMs; dropout masks (`bernoulli_`, the CPU dropout's random draw); fused attention kernels (SDPA
-    with dropout in training takes the unfused math path, whose matmuls then count as GEMMs); optimizer
-    kernels; the autograd engine's own time; every other op; and time outside any op (Python, batch building)."""
+    Groups: GEMMs; dropout masks (`bernoulli_`, torch's CPU dropout draw, and seqae's `dropout_mask` outside
+    the ops it calls: numpy's draws); fused attention kernels (SDPA with dropout in training takes the unfused
+    math path, whose matmuls then count as GEMMs); optimizer kernels; the autograd engine's own time; every
+    other op; and time outside any op (Python, batch building)."""
+    from torch.profiler import record_function
+
+    import seqae.models.layers as layers
+
+    def annotated_mask(*args, **kwargs):
+        with record_function("seqae::dropout_mask"):
+            return unpatched_mask(*args, **kwargs)
+
+    unpatched_mask, layers.dropout_mask = layers.dropout_mask, annotated_mask
+    try:
+        return _profile(step, steps)
+    finally:
+        layers.dropout_mask = unpatched_mask
+
+
+def _profile(step, steps: int) -> dict[str, Any]:
     from torch.profiler import ProfilerActivity, profile, schedule
 
     plan = schedule(wait=0, warmup=1, active=steps, repeat=1)
@@ -203,7 +220,7 @@ def profile_steps(step, *, steps: int) -> dict[str, Any]:
         if name in GEMM_OPS:
             groups["gemm"] += seconds
             gemm_flops += e.flops or 0
-        elif "bernoulli" in name:
+        elif "bernoulli" in name or name == "seqae::dropout_mask":
             groups["dropout_masks"] += seconds
         elif "scaled_dot_product" in name or "flash_attention" in name:
             groups["attention_kernels"] += seconds
