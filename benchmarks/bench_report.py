@@ -99,7 +99,10 @@ def _why(key: str, configs: dict[str, Any], head: dict[str, Any]) -> str:
                 f"{_f(d.get('params'), 0)} parameters; profile: {_shares(d)}. TSDAE loop "
                 f"{_f(loop.get('sentences_per_s'))} sentences/s, {_tokens_per_sentence(loop)} tokens per sentence, "
                 f"padding efficiency {_f(loop.get('padding_efficiency_measured'))}, {_f(loop.get('params'), 0)} "
-                f"parameters (encoder and decoder tied); profile: {_shares(loop)}.")
+                f"parameters (encoder and decoder tied); profile: {_shares(loop)}. Per padded target position "
+                f"seqae runs {_f(d.get('tokens_per_s_padded'), 0)}/s and the TSDAE loop "
+                f"{_f(loop.get('tokens_per_s_padded'), 0)}/s "
+                f"({_f(_ratio(d.get('tokens_per_s_padded'), loop.get('tokens_per_s_padded')))}x).")
     if key == "padding_efficiency":
         return (f"one epoch of the {tt.get('corpus_sentences')}-sentence fortunes training file in "
                 f"{tt.get('corpus_batches_per_epoch')} batches; the timed {tt.get('sentences')}-sentence slice "

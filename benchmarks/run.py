@@ -112,13 +112,14 @@ def child_main(name: str, spec_path: Path, result_path: Path) -> int:
 
 
 def prepare(sizes: common.Sizes, work: Path) -> tuple[Path, Path]:
-    """The training slice of fortunes and one SentencePiece model every seqae configuration shares."""
+    """The training slice of fortunes and one SentencePiece model every seqae configuration shares: case-folded
+    (`normalization: nmt_nfkc_cf`), as the peer's uncased WordPiece is, so both rebuild the same lowercased text."""
     from seqae.tokenizer import train_tokenizer
 
     lines = common.fortunes_lines(sizes.sentences)
     train_file = work / "train.txt"
     train_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    train_tokenizer(lines, work / "spm", vocab_size=sizes.vocab, seed=0)
+    train_tokenizer(lines, work / "spm", vocab_size=sizes.vocab, normalization="nmt_nfkc_cf", seed=0)
     return train_file, work / "spm.model"
 
 

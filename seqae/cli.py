@@ -71,7 +71,8 @@ def _corrupt_tokenizer(args: argparse.Namespace, config):
                                hub_config=config.data.hub_config, encoding_errors="replace")
     print(f"(no tokenizer given: trained one on {config.data.train}, vocab {config.tokenizer.vocab_size})")
     return train_tokenizer(lines, Path(tempfile.mkdtemp()) / "tokenizer", vocab_size=config.tokenizer.vocab_size,
-                           model_type=config.tokenizer.model_type, seed=config.train.seed)
+                           model_type=config.tokenizer.model_type,
+                           normalization=config.tokenizer.normalization, seed=config.train.seed)
 
 
 def cmd_corrupt(args: argparse.Namespace) -> None:

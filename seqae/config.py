@@ -117,6 +117,8 @@ class TokenizerConfig:
     """SentencePiece vocabulary size, reserved ids (pad, unk, bos, eos, mask) included."""
     model_type: Literal["unigram", "bpe"] = "unigram"
     """SentencePiece algorithm."""
+    normalization: Literal["nmt_nfkc", "nmt_nfkc_cf", "nfkc", "nfkc_cf", "identity"] = "nmt_nfkc"
+    """SentencePiece's normalization rule (its default: nmt_nfkc); `_cf` rules also fold case, for uncased models."""
     path: str | None = None
     """An existing SentencePiece model to use instead of training one."""
     train_sentences: int = 1_000_000

@@ -27,6 +27,8 @@ EOS_ID = 3
 MASK_ID = 4
 MASK_PIECE = "<mask>"
 MODEL_TYPES = ("unigram", "bpe")
+NORMALIZATIONS = ("nmt_nfkc", "nmt_nfkc_cf", "nfkc", "nfkc_cf", "identity")
+"""SentencePiece's normalization rules; `_cf` ones also fold case (lowercase text, as uncased BERT models)."""
 WORD_BOUNDARY = "\u2581"  # "▁", SentencePiece's marker for a piece that starts a word
 
 
@@ -37,6 +39,7 @@ def train_tokenizer(
     vocab_size: int,
     model_type: str = "unigram",
     character_coverage: float = 1.0,
+    normalization: str = "nmt_nfkc",
     seed: int = 0,
 ) -> Tokenizer:
     """Train a SentencePiece model in-process and write `<model_prefix>.model` and `.vocab`.
@@ -44,7 +47,8 @@ def train_tokenizer(
     Training is deterministic: the same lines and arguments give a byte-identical model
     file (one trainer thread, fixed seed, and the output path is not stored in the model).
     `vocab_size` is a soft limit: a corpus too small for it gives a smaller vocabulary,
-    reported by `Tokenizer.vocab_size`.
+    reported by `Tokenizer.vocab_size`. `normalization` (one of NORMALIZATIONS) is stored in the
+    model, so encoding applies it too.
 
     Raises:
         ValueError: unknown `model_type`, no non-empty line, or a vocabulary too small to
@@ -52,6 +56,8 @@ def train_tokenizer(
     """
     if model_type not in MODEL_TYPES:
         raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {model_type!r}")
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     if vocab_size <= MASK_ID + 1:
         raise ValueError(f"vocab_size must be > {MASK_ID + 1} (the reserved ids), got {vocab_size}")
     counter = _NonEmptyCounter(lines)
@@ -64,6 +70,7 @@ def train_tokenizer(
             vocab_size=vocab_size,
             model_type=model_type,
             character_coverage=character_coverage,
+            normalization_rule_name=normalization,
             pad_id=PAD_ID,
             unk_id=UNK_ID,
             bos_id=BOS_ID,

@@ -102,6 +102,20 @@ def test_training_is_deterministic_across_folders(tmp_path, train_lines, kind):
     assert c.model_path.read_bytes() != a.model_path.read_bytes()  # the check can tell models apart
 
 
+def test_case_folding_normalization(tmp_path, train_lines):
+    """`normalization: nmt_nfkc_cf` lowercases in training and in encoding (it is stored in the model); the
+    default keeps case; an unknown rule is refused by name."""
+    lines = train_lines[:1500]
+    folded = train_tokenizer(lines, tmp_path / "cf", vocab_size=300, normalization="nmt_nfkc_cf")
+    cased = train_tokenizer(lines, tmp_path / "cased", vocab_size=300)
+    assert folded.encode("BANK Error") == folded.encode("bank error")
+    assert folded.decode(folded.encode("BANK Error")) == "bank error"
+    assert cased.encode("BANK Error") != cased.encode("bank error")
+    assert Tokenizer.load(str(folded.model_path)).encode("Bank") == folded.encode("bank")
+    with pytest.raises(ValueError, match="normalization must be one of"):
+        train_tokenizer(lines, tmp_path / "x", vocab_size=300, normalization="lowercase")
+
+
 def test_from_bytes_matches_loaded_model(tokenizers):
     tok = tokenizers["bpe"]
     copy = Tokenizer.from_bytes(tok.serialized())

@@ -92,6 +92,8 @@ class TargetTokenizerConfig:
     """Translate: SentencePiece vocabulary of the target side, trained on the labelled training targets."""
     model_type: Literal["unigram", "bpe"] = "unigram"
     """SentencePiece algorithm."""
+    normalization: Literal["nmt_nfkc", "nmt_nfkc_cf", "nfkc", "nfkc_cf", "identity"] = "nmt_nfkc"
+    """SentencePiece's normalization rule; `_cf` rules also fold case."""
 
     def __post_init__(self) -> None:
         _check(self.vocab_size >= 16, "target_tokenizer.vocab_size", f"must be >= 16, got {self.vocab_size}")

@@ -189,7 +189,8 @@ class TranslateTask:
         t = self.config.target_tokenizer
         try:
             return train_tokenizer(targets, self.run_dir / "target_tokenizer", vocab_size=t.vocab_size,
-                                   model_type=t.model_type, seed=self.config.train.seed)
+                                   model_type=t.model_type, normalization=t.normalization,
+                                   seed=self.config.train.seed)
         except ValueError as err:
             raise ConfigError(f"target_tokenizer: {err}") from None
 

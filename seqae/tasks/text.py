@@ -113,7 +113,8 @@ def _tokenizer(config: Config, run_dir: Path, lines: Iterable[str]) -> Tokenizer
         tmp.replace(path)
         return Tokenizer.load(path)
     return train_tokenizer(lines, run_dir / "tokenizer", vocab_size=config.tokenizer.vocab_size,
-                           model_type=config.tokenizer.model_type, seed=config.train.seed)
+                           model_type=config.tokenizer.model_type,
+                           normalization=config.tokenizer.normalization, seed=config.train.seed)
 
 
 def build_noise(specs, kind: str) -> NoisePipeline | None:
