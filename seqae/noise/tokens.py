@@ -49,20 +49,21 @@ def _split(x: Tensor, special: SpecialIds) -> tuple[Tensor, Tensor, Tensor]:
     if not isinstance(x, Tensor) or x.dim() != 1 or x.dtype != torch.long:
         got = f"{x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"token noise expects a 1-D LongTensor [bos, t1..tn, eos], got {got}")
-    nonpad = (x != special.pad).nonzero().flatten()
-    end = int(nonpad[-1]) + 1 if nonpad.numel() else 0
-    if end > 0 and int(x[end - 1]) == special.eos:
+    ids = x.tolist()  # a sentence is short: Python scans it faster than a chain of tiny tensor ops
+    end = len(ids)
+    while end > 0 and ids[end - 1] == special.pad:
         end -= 1
-    start = 1 if x.numel() and int(x[0]) == special.bos else 0
-    body = x[start:end]
-    bad = ((body == special.bos) | (body == special.eos) | (body == special.pad)).nonzero().flatten()
-    if bad.numel():
-        pos = start + int(bad[0])
-        raise ValueError(
-            f"special id {int(x[pos])} at position {pos} inside the body of a token sequence of "
-            f"length {x.numel()}; expected [bos, t1..tn, eos] with pad only after eos"
-        )
-    return x[:start], body, x[end:]
+    if end > 0 and ids[end - 1] == special.eos:
+        end -= 1
+    start = 1 if ids and ids[0] == special.bos else 0
+    reserved = (special.bos, special.eos, special.pad)
+    for pos in range(start, end):
+        if ids[pos] in reserved:
+            raise ValueError(
+                f"special id {ids[pos]} at position {pos} inside the body of a token sequence of "
+                f"length {len(ids)}; expected [bos, t1..tn, eos] with pad only after eos"
+            )
+    return x[:start], x[start:end], x[end:]
 
 
 def _join(head: Tensor, body: Tensor, tail: Tensor) -> Tensor:
