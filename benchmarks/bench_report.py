@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 GOALS = {
@@ -27,18 +28,28 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def head_fastest(configs: dict[str, Any]) -> float | None:
+    """The fastest Transformer window's MFU against the run's best square GEMM (the figure before pairing)."""
+    gemms = [g for g in (_get(configs, "gemm", "fp32_gflops"), _get(configs, "gemm/end", "fp32_gflops")) if g]
+    params = _get(configs, "train/transformer-transformer", "matmul_params")
+    tokens = _get(configs, "train/transformer-transformer", "tokens_per_s_real")
+    return 6 * params * tokens / (max(gemms) * 1e9) if params and tokens and gemms else None
+
+
 def headline(configs: dict[str, Any]) -> dict[str, Any]:
     """The required keys (None where a configuration did not run or failed)."""
     tt = "train/transformer-transformer"
-    gemms = [g for g in (_get(configs, "gemm", "fp32_gflops"), _get(configs, "gemm/end", "fp32_gflops")) if g]
-    gemm = max(gemms) if gemms else None  # the least disturbed of the run's two measurements
-    params, tokens = _get(configs, tt, "matmul_params"), _get(configs, tt, "tokens_per_s_real")
-    mfu = 6 * params * tokens / (gemm * 1e9) if params and tokens and gemm else None
+    params = _get(configs, tt, "matmul_params")
+    paired = [6 * params * w["tokens_per_s_real"] / (w["window_gemm_gflops"] * 1e9)
+              for w in _get(configs, tt, "windows") or [] if params and w.get("window_gemm_gflops")]
+    # each window against the GEMM speed timed around it, the median window; else the fastest against the best
+    mfu = statistics.median(paired) if paired else head_fastest(configs)
     peers = [_get(configs, n, "sentences_per_s") for n in ("peer/tsdae-loop", "peer/tsdae-trainer")]
     peers = [p for p in peers if p]
     epochs = _get(configs, "features", "cached_epochs") or []
     return {
         "mfu_transformer": mfu,
+        "mfu_transformer_fastest_vs_best_gemm": head_fastest(configs),
         "ratio_vs_naive": _ratio(_get(configs, tt, "sentences_per_s"),
                                  _get(configs, "naive/transformer-transformer", "sentences_per_s")),
         "ratio_vs_tsdae": _ratio(_get(configs, "denoise/seqae-transformer", "sentences_per_s"),
@@ -81,10 +92,15 @@ def _why(key: str, configs: dict[str, Any], head: dict[str, Any]) -> str:
         shapes = ", ".join(f"{s['m']}x{s['k']}x{s['n']}: {_f(s['fp32_gflops'], 0)}" for s in gemm.get("model_shapes", []))
         top = ", ".join(f"{t['op']} {_f(100 * t['share'], 0)}%" for t in prof.get("top_ops", [])[:5])
         end = configs.get("gemm/end", {})
-        return (f"torch.profiler over {prof.get('steps')} steps, share of step time: {_shares(tt)}; top ops: {top}. "
-                f"Square {gemm.get('n')}² fp32 GEMM: {_f(gemm.get('fp32_gflops'), 0)} GFLOP/s at the start of the run, "
-                f"{_f(end.get('fp32_gflops'), 0)} at the end (the better one is the denominator); at the model's "
-                f"shapes (m×k×n: GFLOP/s) {shapes}.")
+        windows = "; ".join(f"{_f(w['tokens_per_s_real'], 0)} tokens/s against {_f(w['window_gemm_gflops'], 0)} GFLOP/s"
+                            for w in tt.get("windows", []) if w.get("window_gemm_gflops"))
+        paired = (f"The figure is the median over the {len(tt.get('windows', []))} timed windows of each window's "
+                  f"6 × parameters × real tokens/s against the square GEMM timed just before and after it (the faster "
+                  f"of the two): {windows}. " if windows else "")
+        return (f"{paired}torch.profiler over {prof.get('steps')} steps, share of step time: {_shares(tt)}; top ops: "
+                f"{top}. Square {gemm.get('n')}² fp32 GEMM: {_f(gemm.get('fp32_gflops'), 0)} GFLOP/s at the start of "
+                f"the run, {_f(end.get('fp32_gflops'), 0)} at the end (the fastest window against the better of these "
+                f"two: {_f(head_fastest(configs), 3)}); at the model's shapes (m×k×n: GFLOP/s) {shapes}.")
     if key == "ratio_vs_naive":
         naive = configs.get("naive/transformer-transformer", {})
         return (f"real tokens/s seqae {_f(tt.get('tokens_per_s_real'), 0)} vs naive "

@@ -74,7 +74,11 @@ class BatchCounter:
 
 def run_seqae(config, run_dir: Path, sizes: Sizes, *, profile: bool = False) -> dict[str, Any]:
     """Time `sizes.windows` windows of `sizes.steps` Trainer steps after `sizes.warmup` untimed ones (the
-    Trainer's own data path); the fastest window is reported."""
+    Trainer's own data path); the fastest window is reported.
+
+    With `profile`, a square fp32 GEMM is also timed right before and right after each window
+    (`window_gemm_gflops`: the faster of the two), so each window's model FLOP rate can be set against the
+    machine's GEMM speed of the same moment."""
     from seqae.train import Trainer
 
     run_dir.mkdir(parents=True, exist_ok=True)  # Trainer expects the folder (pretrain() makes it)
@@ -85,6 +89,7 @@ def run_seqae(config, run_dir: Path, sizes: Sizes, *, profile: bool = False) -> 
     for _ in range(sizes.warmup):
         trainer.train_step()
     for _ in range(sizes.windows):
+        before = _probe_gemm(sizes) if profile else None
         counter.reset()
         with Stopwatch() as watch:
             for _ in range(sizes.steps):
@@ -92,7 +97,11 @@ def run_seqae(config, run_dir: Path, sizes: Sizes, *, profile: bool = False) -> 
                 if record is not None:
                     losses.append(record["loss"])
         windows.append(counter.rates(watch.seconds))
+        if profile:
+            windows[-1]["window_gemm_gflops"] = max(before, _probe_gemm(sizes))
     result = best_window(windows)
+    if profile:
+        result["windows"] = windows
     result.update({"params": sum(p.numel() for p in trainer.model.parameters()),
                    "matmul_params": matmul_params(trainer.model), "loss_first": losses[0] if losses else None,
                    "loss_last": losses[-1] if losses else None,
@@ -254,6 +263,12 @@ def run_gemm(sizes: Sizes, threads: int, *, shapes: list[tuple[int, int, int]] |
                             "fp32_gflops": _gemm_rate(m, k, nn_, torch.float32, min_seconds=window)}
                            for m, k, nn_ in shapes]
     return out
+
+
+def _probe_gemm(sizes: Sizes) -> float:
+    """fp32 GFLOP/s of the suite's square GEMM over about 0.3 s (the best of its short windows)."""
+    n = sizes.gemm_n
+    return _gemm_rate(n, n, n, torch.float32, min_seconds=0.3 if n >= 1024 else 0.02)
 
 
 def _gemm_rate(m: int, k: int, n: int, dtype: torch.dtype, *, min_seconds: float = 0.5) -> float:
