@@ -111,13 +111,17 @@ class FeatureConfig:
         _check(0 < self.hop_ms <= self.win_ms, "features.hop_ms", "must be in (0, features.win_ms]")
 
 
+Normalization = Literal["nmt_nfkc", "nmt_nfkc_cf", "nfkc", "nfkc_cf", "identity"]
+"""SentencePiece's normalization rules (seqae.tokenizer.NORMALIZATIONS); `_cf` ones also fold case."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class TokenizerConfig:
     vocab_size: int = 2000
     """SentencePiece vocabulary size, reserved ids (pad, unk, bos, eos, mask) included."""
     model_type: Literal["unigram", "bpe"] = "unigram"
     """SentencePiece algorithm."""
-    normalization: Literal["nmt_nfkc", "nmt_nfkc_cf", "nfkc", "nfkc_cf", "identity"] = "nmt_nfkc"
+    normalization: Normalization = "nmt_nfkc"
     """SentencePiece's normalization rule (its default: nmt_nfkc); `_cf` rules also fold case, for uncased models."""
     path: str | None = None
     """An existing SentencePiece model to use instead of training one."""

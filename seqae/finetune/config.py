@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from seqae.config import ConfigError, TrainConfig, _check, load_config
+from seqae.config import ConfigError, Normalization, TrainConfig, _check, load_config
 
 __all__ = ["DecoderConfig", "FinetuneConfig", "FinetuneDataConfig", "TargetTokenizerConfig", "load_finetune_config"]
 
@@ -92,7 +92,7 @@ class TargetTokenizerConfig:
     """Translate: SentencePiece vocabulary of the target side, trained on the labelled training targets."""
     model_type: Literal["unigram", "bpe"] = "unigram"
     """SentencePiece algorithm."""
-    normalization: Literal["nmt_nfkc", "nmt_nfkc_cf", "nfkc", "nfkc_cf", "identity"] = "nmt_nfkc"
+    normalization: Normalization = "nmt_nfkc"
     """SentencePiece's normalization rule; `_cf` rules also fold case."""
 
     def __post_init__(self) -> None:
