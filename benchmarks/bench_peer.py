@@ -47,7 +47,12 @@ def build_local_bert(sizes: Sizes, sentences: list[str], folder: Path) -> Path:
     wordpiece = BertWordPieceTokenizer(lowercase=True)
     wordpiece.train_from_iterator(sentences, vocab_size=sizes.vocab, min_frequency=1, show_progress=False)
     wordpiece.save_model(str(folder))  # vocab.txt
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+    tokenizer = BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True)
+    ids = [i for ids in tokenizer(sentences)["input_ids"] for i in ids[1:-1]]  # [CLS] ... [SEP]
+    unknown = sum(i == tokenizer.unk_token_id for i in ids) / max(len(ids), 1)
+    if unknown > 0.01:  # transformers 5 ignores `vocab_file=`: every word became [UNK] before this check
+        raise RuntimeError(f"the peer's WordPiece tokenizer maps {unknown:.0%} of the tokens to [UNK]")
+    tokenizer.save_pretrained(folder)
     config = BertConfig(vocab_size=sizes.vocab, hidden_size=sizes.width, num_hidden_layers=sizes.layers,
                         num_attention_heads=sizes.heads, intermediate_size=sizes.ff,
                         max_position_embeddings=max(512, sizes.max_len))
