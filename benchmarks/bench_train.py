@@ -14,6 +14,8 @@ import torch
 from bench_common import FORTUNES, FORTUNES_HELDOUT, Sizes, Stopwatch, best_window, rate
 
 GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm")
+ONEDNN_LINEAR = "mkldnn::_linear_pointwise"
+"""The oneDNN GEMM of seqae's linear layers (seqae.models.linear); the profiler counts no FLOPs for it."""
 
 
 def seqae_config(sizes: Sizes, *, encoder: str, decoder: str, train_file: Path, tokenizer: Path, threads: int,
@@ -79,6 +81,7 @@ def run_seqae(config, run_dir: Path, sizes: Sizes, *, profile: bool = False) -> 
     With `profile`, a square fp32 GEMM is also timed right before and right after each window
     (`window_gemm_gflops`: the faster of the two), so each window's model FLOP rate can be set against the
     machine's GEMM speed of the same moment."""
+    from seqae.models.linear import cpu_gemm
     from seqae.train import Trainer
 
     run_dir.mkdir(parents=True, exist_ok=True)  # Trainer expects the folder (pretrain() makes it)
@@ -102,7 +105,7 @@ def run_seqae(config, run_dir: Path, sizes: Sizes, *, profile: bool = False) -> 
     result = best_window(windows)
     if profile:
         result["windows"] = windows
-    result.update({"params": sum(p.numel() for p in trainer.model.parameters()),
+    result.update({"cpu_gemm": cpu_gemm(), "params": sum(p.numel() for p in trainer.model.parameters()),
                    "matmul_params": matmul_params(trainer.model), "loss_first": losses[0] if losses else None,
                    "loss_last": losses[-1] if losses else None,
                    "batcher_padding_efficiency": trainer.batcher.padding_efficiency(0),
@@ -134,7 +137,18 @@ def corpus_padding_efficiency(tokenizer, config) -> dict[str, Any]:
 
 def run_naive(config, run_dir: Path, sizes: Sizes) -> dict[str, Any]:
     """The same model and sequences, trained the plain way: random batches of `sizes.batch` padded to the
-    longest, torch's default AdamW, no clipping, no bucketing."""
+    longest, torch's default AdamW and GEMM (BLAS, as `nn.Linear` computes), no clipping, no bucketing."""
+    from seqae.models import linear
+
+    before = linear._choice
+    linear.set_cpu_gemm("blas")
+    try:
+        return {**_run_naive(config, run_dir, sizes), "cpu_gemm": linear.cpu_gemm()}
+    finally:
+        linear.set_cpu_gemm(before)
+
+
+def _run_naive(config, run_dir: Path, sizes: Sizes) -> dict[str, Any]:
     from seqae.data.batching import collate_tokens
     from seqae.tasks.text import TextTask
 
@@ -188,7 +202,8 @@ def random_padding_efficiency(lengths: list[int], batch: int, *, seed: int = 0) 
 def profile_steps(step, *, steps: int) -> dict[str, Any]:
     """Where a training step's time goes (torch.profiler, main-thread self times) and the GEMMs' own speed.
 
-    Groups: GEMMs; dropout masks (`bernoulli_`, torch's CPU dropout draw, and seqae's `dropout_mask` outside
+    Groups: GEMMs (aten's, and the oneDNN linear kernel of seqae's layers, whose FLOPs the profiler does not count:
+    they are counted from the recorded shapes); dropout masks (`bernoulli_`, torch's CPU dropout draw, and seqae's `dropout_mask` outside
     the ops it calls: numpy's draws); fused attention kernels (SDPA with dropout in training takes the unfused
     math path, whose matmuls then count as GEMMs); optimizer kernels; the autograd engine's own time; every
     other op; and time outside any op (Python, batch building)."""
@@ -211,7 +226,8 @@ def _profile(step, steps: int) -> dict[str, Any]:
     from torch.profiler import ProfilerActivity, profile, schedule
 
     plan = schedule(wait=0, warmup=1, active=steps, repeat=1)
-    with profile(activities=[ProfilerActivity.CPU], with_flops=True, schedule=plan, acc_events=True) as prof:
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True, record_shapes=True, schedule=plan,
+                 acc_events=True) as prof:
         step()  # profiler warm-up: its start-up cost lands on this untimed, unrecorded step
         prof.step()
         with Stopwatch() as watch:
@@ -221,14 +237,15 @@ def _profile(step, steps: int) -> dict[str, Any]:
                     prof.step()
     groups = {"gemm": 0.0, "dropout_masks": 0.0, "attention_kernels": 0.0, "optimizer": 0.0, "autograd_engine": 0.0,
               "other_ops": 0.0}
-    gemm_flops, top = 0.0, []
-    for e in prof.key_averages():
+    gemm_flops, by_op = 0.0, {}
+    for e in prof.key_averages(group_by_input_shape=True):
         seconds, name = e.self_cpu_time_total / 1e6, e.key
         if name.startswith(("Optimizer.", "ProfilerStep")):  # annotations: their self time is Python overhead
             continue
-        if name in GEMM_OPS:
+        if name in GEMM_OPS or name == ONEDNN_LINEAR:
             groups["gemm"] += seconds
-            gemm_flops += e.flops or 0
+            flops = _onednn_flops(e.input_shapes, e.count) if name == ONEDNN_LINEAR else e.flops
+            gemm_flops += flops or 0
         elif "bernoulli" in name or name == "seqae::dropout_mask":
             groups["dropout_masks"] += seconds
         elif "scaled_dot_product" in name or "flash_attention" in name:
@@ -239,57 +256,91 @@ def _profile(step, steps: int) -> dict[str, Any]:
             groups["autograd_engine"] += seconds
         else:
             groups["other_ops"] += seconds
-        top.append((seconds, name))
+        by_op[name] = by_op.get(name, 0.0) + seconds
     groups["outside_ops"] = max(0.0, watch.seconds - sum(groups.values()))
-    top.sort(reverse=True)
+    top = sorted(((seconds, name) for name, seconds in by_op.items()), reverse=True)
     return {"steps": steps, "wall_s": watch.seconds,
             "share": {k: v / max(watch.seconds, 1e-9) for k, v in groups.items()},
             "gemm_gflops_achieved": gemm_flops / max(groups["gemm"], 1e-9) / 1e9,
             "top_ops": [{"op": n, "share": s / max(watch.seconds, 1e-9)} for s, n in top[:8]]}
 
 
+def _onednn_flops(input_shapes: list, calls: int) -> float:
+    """FLOPs of `calls` oneDNN linear calls of these shapes: x [..., K] times weight [N, K]^T."""
+    x, weight = input_shapes[0], input_shapes[1]
+    return 2.0 * math.prod(x) * weight[0] * calls
+
+
 def run_gemm(sizes: Sizes, threads: int, *, shapes: list[tuple[int, int, int]] | None = None) -> dict[str, Any]:
-    """Square-matmul throughput (fp32, bf16) and the throughput at the model's own GEMM shapes."""
+    """Square-matmul throughput (fp32 on both of torch's CPU GEMMs, bf16) and fp32 at the model's own GEMM shapes.
+
+    `fp32_gflops`, the MFU denominator, is the faster of torch's BLAS (`torch.mm`, MKL) and oneDNN, the two fp32
+    GEMMs seqae's linear layers can run on (seqae.models.linear): the machine's fp32 GEMM speed through torch."""
     torch.set_num_threads(threads)
     n = sizes.gemm_n
     window = 2.0 if n >= 1024 else 0.05  # seconds per measurement; the quick sizes only smoke-test
-    out = {"n": n, "fp32_gflops": _gemm_rate(n, n, n, torch.float32, min_seconds=window),
-           "bf16_gflops": _gemm_rate(n, n, n, torch.bfloat16, min_seconds=window)}
+    out: dict[str, Any] = {"n": n, **_fp32_rates(n, n, n, window),
+                           "bf16_gflops": _gemm_rate(n, n, n, torch.bfloat16, min_seconds=window)}
     if shapes is None:
         rows = sizes.batch * 22  # a batch of fortunes sentences: about 22 tokens each
         w, ff, v = sizes.width, sizes.ff, sizes.vocab
         shapes = [(rows, w, w), (rows, w, ff), (rows, ff, w), (rows, w, v)]
-    out["model_shapes"] = [{"m": m, "k": k, "n": nn_,
-                            "fp32_gflops": _gemm_rate(m, k, nn_, torch.float32, min_seconds=window)}
-                           for m, k, nn_ in shapes]
+    out["model_shapes"] = [{"m": m, "k": k, "n": nn_, **_fp32_rates(m, k, nn_, window)} for m, k, nn_ in shapes]
     return out
 
 
+def gemm_kernels() -> tuple[str, ...]:
+    """torch's CPU fp32 GEMMs on this build: BLAS always, oneDNN where torch ships its linear kernel."""
+    from seqae.models.linear import onednn_available
+
+    return ("blas", "onednn") if onednn_available() else ("blas",)
+
+
+def _fp32_rates(m: int, k: int, n: int, window: float) -> dict[str, Any]:
+    """fp32 GFLOP/s of (m, k) @ (k, n) on each kernel, and the faster one as `fp32_gflops` (`fp32_kernel` names it)."""
+    rates = {kernel: _gemm_rate(m, k, n, torch.float32, min_seconds=window, kernel=kernel) for kernel in gemm_kernels()}
+    best = max(rates, key=rates.get)
+    return {**{f"{kernel}_fp32_gflops": r for kernel, r in rates.items()}, "fp32_gflops": rates[best],
+            "fp32_kernel": best}
+
+
 def _probe_gemm(sizes: Sizes) -> float:
-    """fp32 GFLOP/s of the suite's square GEMM over about 0.3 s (the best of its short windows)."""
+    """fp32 GFLOP/s of the suite's square GEMM over about 0.3 s per kernel (the best of its short windows), on the
+    faster of torch's fp32 GEMMs."""
     n = sizes.gemm_n
-    return _gemm_rate(n, n, n, torch.float32, min_seconds=0.3 if n >= 1024 else 0.02)
+    seconds = 0.3 if n >= 1024 else 0.02
+    return max(_gemm_rate(n, n, n, torch.float32, min_seconds=seconds, kernel=kernel) for kernel in gemm_kernels())
 
 
-def _gemm_rate(m: int, k: int, n: int, dtype: torch.dtype, *, min_seconds: float = 0.5) -> float:
+def _gemm_rate(m: int, k: int, n: int, dtype: torch.dtype, *, min_seconds: float = 0.5, kernel: str = "blas") -> float:
     """GFLOP/s of (m, k) @ (k, n): the best of about 16 timing windows spread over `min_seconds` (on a shared
-    machine the best window is the one least disturbed by other processes)."""
+    machine the best window is the one least disturbed by other processes). `kernel`: "blas" is `torch.mm`;
+    "onednn" is oneDNN's linear kernel with the second operand stored as (n, k), as seqae's layers call it."""
     a = torch.randn(m, k).to(dtype)
-    b = torch.randn(k, n).to(dtype)
-    torch.mm(a, b)  # warm-up
+    if kernel == "onednn":
+        b = torch.randn(n, k).to(dtype)
+
+        def product() -> torch.Tensor:
+            return torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
+    else:
+        b = torch.randn(k, n).to(dtype)
+
+        def product() -> torch.Tensor:
+            return torch.mm(a, b)
+    product()  # warm-up
     flops = 2.0 * m * k * n
-    once = _once(a, b)
+    once = _once(product)
     reps = max(1, math.ceil(min_seconds / 16 / once))
     best = math.inf
     for _ in range(max(5, min(16, math.ceil(min_seconds / (reps * once))))):
         with Stopwatch() as watch:
             for _ in range(reps):
-                torch.mm(a, b)
+                product()
         best = min(best, watch.seconds / reps)
     return flops / best / 1e9
 
 
-def _once(a: torch.Tensor, b: torch.Tensor) -> float:
+def _once(product) -> float:
     with Stopwatch() as watch:
-        torch.mm(a, b)
+        product()
     return max(watch.seconds, 1e-6)

@@ -273,6 +273,9 @@ class TrainConfig:
     """Steps with a non-finite loss or gradient are skipped and logged; this many in a row stop the run."""
     threads: int | None = None
     """torch intra-op threads (None: torch's default)."""
+    cpu_gemm: Literal["auto", "blas", "onednn"] = "auto"
+    """GEMM of the CPU fp32 linear layers: torch's BLAS (MKL), oneDNN, or auto (oneDNN on non-Intel x86, where
+    MKL runs its AVX2 path; seqae.models.linear)."""
     progress: bool = True
     """Show a tqdm progress bar."""
     precision: Literal["fp32", "bf16"] = "fp32"

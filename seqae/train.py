@@ -28,6 +28,7 @@ from seqae.checkpoint import load_latest, save_checkpoint
 from seqae.config import Config, ConfigError, load_config_dict, to_dict
 from seqae.data.batching import TokenBudgetBatcher
 from seqae.distributed import World
+from seqae.models.linear import set_cpu_gemm
 
 
 def lr_at(step: int, cfg) -> float:
@@ -41,7 +42,7 @@ def lr_at(step: int, cfg) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * decay)
 
 
-RESUMABLE_CHANGES = ("train.max_steps", "train.threads", "train.progress")
+RESUMABLE_CHANGES = ("train.max_steps", "train.threads", "train.progress", "train.cpu_gemm")
 """Keys a resumed run may change (e.g. to train for longer); any other difference is refused."""
 
 
@@ -146,6 +147,10 @@ class Trainer:
                               f"got {self.t.grad_accum}, so that the global batch is the same at any world size")
         if self.t.threads:
             torch.set_num_threads(self.t.threads)
+        try:
+            set_cpu_gemm(self.t.cpu_gemm)
+        except ValueError as err:
+            raise ConfigError(f"train.cpu_gemm: {err}") from None
         torch.manual_seed(self.t.seed)
         if not world.is_main:
             distributed.barrier(world)  # rank 0 prepares the run directory (tokenizer, feature cache) first

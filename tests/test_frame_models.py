@@ -339,7 +339,7 @@ def smooth_sequences(lengths: list[int], feature_dim: int = 8) -> tuple[torch.Te
 
 @pytest.mark.parametrize("encoder, decoder, frontend, r, prenet_dropout, steps, lr", [
     ("gru", "gru", "linear", 1, 0.0, 200, 5e-3),
-    ("transformer", "lstm", "conv2", 1, 0.0, 200, 5e-3),
+    ("transformer", "lstm", "conv2", 1, 0.0, 300, 5e-3),
     ("transformer", "transformer", "conv2", 2, 0.2, 300, 3e-3),
     ("lstm", "gru", "conv4", 3, 0.2, 300, 5e-3),
 ])
@@ -350,6 +350,8 @@ def test_overfit_then_generate_gives_back_lengths_and_frames(encoder, decoder, f
     Thresholds set after seeing it work: with seeds 0-2 every length came out right and the worst per-sequence
     MSE was 0.0033 (the frames' variance is about 0.5), so 0.01 leaves a wide margin. With prenet dropout on,
     the r = 1 lengths were unreliable at this size (the stop step must be exact), so those cases run without it.
+    The transformer-lstm case was on the edge at 200 steps (oneDNN's rounding of the linear layers made seed 0 stop
+    one frame early); at 300 steps seeds 0-2 came out right on both GEMMs, worst MSE 0.0008.
     """
     lengths = [7, 11, 13, 16]
     x, lengths_t = smooth_sequences(lengths)

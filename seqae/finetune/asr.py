@@ -32,6 +32,7 @@ from seqae.finetune import freeze, init_encoder, labelled_subset
 from seqae.finetune.config import FinetuneConfig
 from seqae.finetune.ctc import BLANK_ID, CharVocab, ctc_greedy_decode, ctc_min_frames, error_rates, \
     normalize_transcript
+from seqae.models.linear import Linear
 
 
 class CtcModel(nn.Module):
@@ -42,7 +43,7 @@ class CtcModel(nn.Module):
         super().__init__()
         self.encoder, self.frozen = encoder, freeze_encoder
         self.layer_logits = nn.Parameter(torch.zeros(encoder.num_layers)) if layer_weights else None
-        self.head = nn.Linear(encoder.output_dim, num_classes)
+        self.head = Linear(encoder.output_dim, num_classes)
         if freeze_encoder:
             freeze(encoder)
 

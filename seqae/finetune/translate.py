@@ -28,6 +28,7 @@ from seqae.finetune.config import DecoderConfig, FinetuneConfig
 from seqae.generate import beam_search, greedy_decode
 from seqae.models.decoders import State, TransformerDecoder
 from seqae.models.layers import lengths_to_mask
+from seqae.models.linear import Linear
 from seqae.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_tokenizer
 
 
@@ -65,12 +66,12 @@ class Translator(nn.Module):
         super().__init__()
         self.encoder, self.decoder, self.frozen = encoder, decoder, freeze_encoder
         dim = decoder.output_dim
-        self.bridge = nn.Linear(encoder.output_dim, dim) if encoder.output_dim != dim else nn.Identity()
+        self.bridge = Linear(encoder.output_dim, dim) if encoder.output_dim != dim else nn.Identity()
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
         nn.init.normal_(self.embedding.weight, std=embed_dim ** -0.5)  # tied logits start near uniform
         with torch.no_grad():
             self.embedding.weight[PAD_ID].zero_()
-        self.out = nn.Linear(dim, vocab_size)
+        self.out = Linear(dim, vocab_size)
         if tie_embeddings:
             self.out.weight = self.embedding.weight
         if freeze_encoder:

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from seqae.models.bottleneck import contractive_penalty
 from seqae.models.decoders import State
 from seqae.models.encoders import EncoderOutput
+from seqae.models.linear import Linear, linear
 
 
 @dataclass
@@ -45,10 +46,10 @@ class TokenAutoencoder(nn.Module):
             self.embedding.weight[pad_id].zero_()
         self.encoder, self.bottleneck, self.decoder = encoder, bottleneck, decoder
         if tie_embeddings:
-            self.out_proj = nn.Linear(decoder.output_dim, embed_dim)
+            self.out_proj = Linear(decoder.output_dim, embed_dim)
             self.out_bias = nn.Parameter(torch.zeros(vocab_size))
         else:
-            self.out_proj = nn.Linear(decoder.output_dim, vocab_size)
+            self.out_proj = Linear(decoder.output_dim, vocab_size)
             self.out_bias = None
 
     # ---- encoder side
@@ -70,7 +71,7 @@ class TokenAutoencoder(nn.Module):
         """h: [..., H] -> [..., V]."""
         out = self.out_proj(h)
         if self.out_bias is not None:
-            out = F.linear(out, self.embedding.weight, self.out_bias)
+            out = linear(out, self.embedding.weight, self.out_bias)
         return out
 
     def _decoder_inputs(self, tokens: Tensor) -> Tensor:

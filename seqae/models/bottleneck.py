@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from seqae.models.encoders import EncoderOutput
 from seqae.models.layers import lengths_to_mask
+from seqae.models.linear import Linear
 
 POOLINGS = ("last", "mean", "attention", "cls")
 
@@ -25,7 +26,7 @@ class Pooling(nn.Module):
         if kind not in POOLINGS:
             raise ValueError(f"pooling {kind!r} unknown; allowed: {', '.join(POOLINGS)}")
         self.kind = kind
-        self.score = nn.Linear(dim, 1, bias=False) if kind == "attention" else None  # softmax ignores a bias
+        self.score = Linear(dim, 1, bias=False) if kind == "attention" else None  # softmax ignores a bias
 
     def forward(self, enc: EncoderOutput) -> Tensor:
         if self.kind in ("last", "cls"):
@@ -50,7 +51,7 @@ class Bottleneck(nn.Module):
                  sparse_weight: float = 0.0, sparse_target: float = 0.05) -> None:
         super().__init__()
         self.pool = Pooling(pooling, input_dim)
-        self.proj = nn.Linear(input_dim, bottleneck_dim)
+        self.proj = Linear(input_dim, bottleneck_dim)
         self.sparse, self.sparse_weight, self.sparse_target = sparse, sparse_weight, sparse_target
 
     def forward(self, enc: EncoderOutput) -> tuple[Tensor, dict[str, Tensor]]:
@@ -81,7 +82,7 @@ class VariationalBottleneck(nn.Module):
                  anneal_steps: int = 0, free_bits: float = 0.0) -> None:
         super().__init__()
         self.pool = Pooling(pooling, input_dim)
-        self.proj = nn.Linear(input_dim, 2 * bottleneck_dim)
+        self.proj = Linear(input_dim, 2 * bottleneck_dim)
         self.kl_weight, self.anneal_steps, self.free_bits = kl_weight, anneal_steps, free_bits
         self.anneal = 1.0 if anneal_steps == 0 else 0.0
 

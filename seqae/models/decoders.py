@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from seqae.models.layers import DecoderBlock, Dropout
+from seqae.models.linear import Linear
 
 State = dict[str, Any]
 
@@ -26,7 +27,7 @@ class RNNDecoder(nn.Module):
         rnn = {"gru": nn.GRU, "lstm": nn.LSTM}[cell]
         self.is_lstm = cell == "lstm"
         self.num_layers, self.hidden_dim, self.output_dim = num_layers, hidden_dim, hidden_dim
-        self.init = nn.Linear(bottleneck_dim, num_layers * hidden_dim * (2 if self.is_lstm else 1))
+        self.init = Linear(bottleneck_dim, num_layers * hidden_dim * (2 if self.is_lstm else 1))
         self.rnn = rnn(input_dim + bottleneck_dim, hidden_dim, num_layers, batch_first=True,
                        dropout=dropout if num_layers > 1 else 0.0)
 
@@ -76,9 +77,9 @@ class TransformerDecoder(nn.Module):
                  memory_slots: int = 1) -> None:
         super().__init__()
         self.output_dim, self.max_positions, self.memory_slots = dim, max_positions, memory_slots
-        self.input_proj = nn.Linear(input_dim, dim) if input_dim != dim else nn.Identity()
+        self.input_proj = Linear(input_dim, dim) if input_dim != dim else nn.Identity()
         self.positions = nn.Embedding(max_positions, dim)
-        self.z_to_memory = nn.Linear(bottleneck_dim, memory_slots * dim) if bottleneck_dim else None
+        self.z_to_memory = Linear(bottleneck_dim, memory_slots * dim) if bottleneck_dim else None
         self.drop = Dropout(dropout)
         self.blocks = nn.ModuleList(DecoderBlock(dim, num_heads, ff_dim, dropout) for _ in range(num_layers))
         self.norm = nn.LayerNorm(dim)

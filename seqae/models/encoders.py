@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from seqae.models.layers import Dropout, EncoderBlock, lengths_to_mask
+from seqae.models.linear import Linear
 
 
 @dataclass
@@ -68,7 +69,7 @@ class TransformerEncoder(nn.Module):
         super().__init__()
         self.output_dim = dim
         self.max_positions = max_positions
-        self.input_proj = nn.Linear(input_dim, dim) if input_dim != dim else nn.Identity()
+        self.input_proj = Linear(input_dim, dim) if input_dim != dim else nn.Identity()
         self.positions = nn.Embedding(max_positions + int(cls_token), dim)
         self.cls = nn.Parameter(torch.randn(dim) * 0.02) if cls_token else None
         self.drop = Dropout(dropout)

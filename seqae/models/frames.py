@@ -23,6 +23,7 @@ from seqae.models.bottleneck import contractive_penalty
 from seqae.models.decoders import State
 from seqae.models.encoders import EncoderOutput
 from seqae.models.layers import lengths_to_mask
+from seqae.models.linear import Linear
 
 FRAME_LOSSES = ("mse", "l1")
 
@@ -54,7 +55,7 @@ class LinearFrontEnd(nn.Module):
     def __init__(self, *, input_dim: int, dim: int, layer_norm: bool = True) -> None:
         super().__init__()
         self.min_frames, self.output_dim = 1, dim
-        self.proj = nn.Linear(input_dim, dim)
+        self.proj = Linear(input_dim, dim)
         self.norm = nn.LayerNorm(dim) if layer_norm else nn.Identity()
 
     def output_lengths(self, lengths: Tensor) -> Tensor:
@@ -131,7 +132,7 @@ class Prenet(nn.Module):
     def __init__(self, *, input_dim: int, dim: int, dropout: float, always_on: bool = False) -> None:
         super().__init__()
         self.dropout, self.always_on = dropout, always_on
-        self.layers = nn.ModuleList([nn.Linear(input_dim, dim), nn.Linear(dim, dim)])
+        self.layers = nn.ModuleList([Linear(input_dim, dim), Linear(dim, dim)])
 
     def forward(self, x: Tensor) -> Tensor:
         """x: [..., F] -> [..., P]."""
@@ -178,8 +179,8 @@ class FrameAutoencoder(nn.Module):
         self.frontend, self.encoder, self.bottleneck, self.decoder = frontend, encoder, bottleneck, decoder
         self.prenet = Prenet(input_dim=feature_dim, dim=prenet_dim, dropout=prenet_dropout,
                              always_on=prenet_always_on)
-        self.out_proj = nn.Linear(decoder.output_dim, reduction_factor * feature_dim)
-        self.stop_head = nn.Linear(decoder.output_dim, 1)
+        self.out_proj = Linear(decoder.output_dim, reduction_factor * feature_dim)
+        self.stop_head = Linear(decoder.output_dim, 1)
 
     @property
     def min_frames(self) -> int:

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seqae.models.linear import Linear
+
 
 def lengths_to_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
     """lengths: [B] -> mask [B, T], True at real positions."""
@@ -87,9 +89,9 @@ class MultiHeadAttention(nn.Module):
         self.num_heads = num_heads
         self.cross = cross
         self.dropout = dropout
-        self.q = nn.Linear(dim, dim)
-        self.kv = nn.Linear(dim, 2 * dim)
-        self.out = nn.Linear(dim, dim)
+        self.q = Linear(dim, dim)
+        self.kv = Linear(dim, 2 * dim)
+        self.out = Linear(dim, dim)
 
     def _split(self, x: Tensor) -> Tensor:
         B, T, D = x.shape
@@ -132,7 +134,7 @@ class MultiHeadAttention(nn.Module):
 class FeedForward(nn.Module):
     def __init__(self, dim: int, ff_dim: int, dropout: float) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, ff_dim), nn.GELU(), Dropout(dropout), nn.Linear(ff_dim, dim))
+        self.net = nn.Sequential(Linear(dim, ff_dim), nn.GELU(), Dropout(dropout), Linear(ff_dim, dim))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)

@@ -1,0 +1,137 @@
+"""`Linear`: `nn.Linear` whose CPU fp32 products can run on oneDNN's GEMM instead of the BLAS (MKL) one.
+
+Dimension letters: M rows (every leading dimension flattened), K input width, N output width.
+
+torch's CPU fp32 `addmm`/`mm` call MKL's sgemm. On x86 CPUs not made by Intel (AMD EPYC here), MKL takes its
+AVX2 code path: 160-190 GFLOP/s on 2 Zen 5 cores, where oneDNN, which torch also ships and which picks its
+kernels from the instruction set alone, runs the same fp32 products at 270-410 GFLOP/s (benchmarks/README.md).
+The results are fp32 products in both (they differ in rounding only, about 1e-7 relative).
+
+`set_cpu_gemm("auto" | "blas" | "onednn")` chooses; "auto" (the default, and `train.cpu_gemm`'s) is oneDNN on
+x86 CPUs whose vendor is not Intel and BLAS elsewhere, a fixed choice for a given machine, so a resumed run on
+the same machine computes with the same kernels. Products of fewer than `MIN_ROWS` rows, inputs that are not
+fp32 (bf16 autocast included), other devices, and tracing or export always take `F.linear`.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+CPU_GEMMS = ("auto", "blas", "onednn")
+MIN_ROWS = 32
+"""Below this many rows oneDNN's per-call cost outweighs its speed (at 256 × 256: 35 µs against 22 µs for 8 rows,
+41 against 50 for 32; measured with 2 threads), e.g. a decoding step of a small batch."""
+
+_choice = "auto"
+
+
+def set_cpu_gemm(choice: str) -> None:
+    """Which GEMM CPU fp32 `Linear` layers use from now on: "auto", "blas" (torch's own) or "onednn"."""
+    global _choice
+    if choice not in CPU_GEMMS:
+        raise ValueError(f"cpu_gemm {choice!r} unknown; allowed: {', '.join(CPU_GEMMS)}")
+    if choice == "onednn" and not onednn_available():
+        raise ValueError("cpu_gemm 'onednn': this torch build has no oneDNN linear kernel (torch.ops.mkldnn)")
+    _choice = choice
+
+
+def cpu_gemm() -> str:
+    """The GEMM in force, "blas" or "onednn" ("auto" resolved for this machine)."""
+    if _choice == "auto":
+        return "onednn" if onednn_available() and _cpu_vendor() not in ("GenuineIntel", "") else "blas"
+    return _choice
+
+
+@functools.cache
+def onednn_available() -> bool:
+    try:
+        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@functools.cache
+def _cpu_vendor() -> str:
+    """x86 vendor string ("GenuineIntel", "AuthenticAMD", ...); "" on other machines or when it cannot be read."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def _onednn(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x: [M, K] @ weight: [N, K]^T (+ bias [N]) -> [M, N] on oneDNN (transposed views are read in place)."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """x [M, K], weight [N, K], bias [N] or None -> [M, N], forward and backward on oneDNN."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _onednn(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        x, weight = ctx.saved_tensors
+        grad = grad.contiguous()  # (M, N)
+        need_x, need_w, need_b = ctx.needs_input_grad
+        grad_x = grad_w = grad_b = None
+        if torch.is_grad_enabled():  # a double backward (the contractive penalty): differentiable ops
+            grad_x = grad @ weight if need_x else None
+            grad_w = grad.t() @ x if need_w else None
+        else:
+            grad_x = _onednn(grad, weight.t()) if need_x else None  # (M, K)
+            grad_w = _weight_grad(grad, x) if need_w else None  # (N, K)
+        if ctx.has_bias and need_b:
+            grad_b = grad.sum(0)  # (N,)
+        return grad_x, grad_w, grad_b
+
+
+def _weight_grad(grad: Tensor, x: Tensor) -> Tensor:
+    """grad: [M, N], x: [M, K] -> grad^T x: [N, K]. oneDNN reads both operands transposed (the sum runs over M);
+    it ran 1.3-1.7x faster with the narrower of N and K as the product's rows (2 threads, M = 1408)."""
+    N, K = grad.shape[1], x.shape[1]
+    if N <= K:
+        return _onednn(grad.t(), x.t())  # (N, K)
+    return _onednn(x.t(), grad.t()).t().contiguous()  # (K, N) -> (N, K)
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """`F.linear(x, weight, bias)`: x [..., K], weight [N, K] -> [..., N], on the GEMM `cpu_gemm()` names."""
+    if not _use_onednn(x, weight):
+        return F.linear(x, weight, bias)
+    # contiguous: oneDNN read a strided operand (the CLS rows h[:, 0]) ~500x slower in the weight gradient
+    y = _OneDNNLinear.apply(x.reshape(-1, x.shape[-1]).contiguous(), weight, bias)  # (M, N)
+    return y.view(*x.shape[:-1], weight.shape[0])
+
+
+def _use_onednn(x: Tensor, weight: Tensor) -> bool:
+    if (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
+            or torch.onnx.is_in_onnx_export()):  # a graph must hold the plain op
+        return False
+    if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
+        return False
+    if torch.is_autocast_enabled("cpu"):  # autocast casts F.linear's operands to bf16
+        return False
+    return x.numel() >= MIN_ROWS * x.shape[-1] and cpu_gemm() == "onednn"
+
+
+class Linear(nn.Linear):
+    """`nn.Linear` (same parameters and state dict) computed by `linear`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return linear(x, self.weight, self.bias)

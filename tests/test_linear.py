@@ -1,0 +1,119 @@
+"""seqae.models.linear: the oneDNN fast path against F.linear (the slow reference), and when it is not taken."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from seqae.config import ConfigError, load_config_dict
+from seqae.models import linear as linear_module
+from seqae.models.linear import MIN_ROWS, Linear, cpu_gemm, linear, onednn_available, set_cpu_gemm
+
+needs_onednn = pytest.mark.skipif(not onednn_available(), reason="this torch build has no oneDNN linear kernel")
+
+
+@pytest.fixture(autouse=True)
+def restore_choice():
+    before = linear_module._choice
+    yield
+    linear_module._choice = before
+
+
+def _forward_backward(choice: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                      grad: torch.Tensor) -> list[torch.Tensor]:
+    set_cpu_gemm(choice)
+    leaves = [t.detach().clone().requires_grad_() for t in (x, weight) + ((bias,) if bias is not None else ())]
+    y = linear(leaves[0], leaves[1], leaves[2] if bias is not None else None)
+    y.backward(grad)
+    return [y.detach()] + [t.grad for t in leaves]
+
+
+@needs_onednn
+@pytest.mark.parametrize("shape,k,n,bias", [
+    ((6, 11, 64), 64, 256, True),   # ragged-batch layout [B, T, K]; N > K: the weight gradient is taken transposed
+    ((70, 256), 256, 32, True),     # N < K
+    ((40, 48), 48, 48, False),      # no bias
+])
+def test_onednn_matches_blas_forward_and_backward(shape, k, n, bias):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(*shape, generator=g)  # (..., K)
+    weight, b = torch.randn(n, k, generator=g) / k ** 0.5, torch.randn(n, generator=g) if bias else None
+    grad = torch.randn(*shape[:-1], n, generator=g)
+    reference = _forward_backward("blas", x, weight, b, grad)
+    fast = _forward_backward("onednn", x, weight, b, grad)
+    assert fast[0].shape == (*shape[:-1], n)
+    for want, got in zip(reference, fast):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+def test_onednn_reads_strided_rows():
+    """The CLS rows h[:, 0] are a strided view; the result and gradients must not depend on that."""
+    g = torch.Generator().manual_seed(1)
+    h = torch.randn(64, 9, 32, generator=g)
+    weight, bias, grad = torch.randn(48, 32, generator=g), torch.randn(48, generator=g), torch.randn(64, 48, generator=g)
+    strided = _forward_backward("onednn", h[:, 0], weight, bias, grad)
+    dense = _forward_backward("blas", h[:, 0].contiguous(), weight, bias, grad)
+    for want, got in zip(dense, strided):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+def test_onednn_double_backward_matches_blas():
+    """The contractive penalty differentiates a gradient: the backward must itself be differentiable."""
+    torch.manual_seed(0)
+    layer, x = Linear(32, 16), torch.randn(40, 32, requires_grad=True)
+    grads = []
+    for choice in ("blas", "onednn"):
+        set_cpu_gemm(choice)
+        (gx,) = torch.autograd.grad(torch.tanh(layer(x)).sum(), x, create_graph=True)
+        layer.zero_grad()
+        gx.pow(2).sum().backward()
+        grads.append((layer.weight.grad.clone(), layer.bias.grad.clone()))
+    for want, got in zip(*grads):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+@needs_onednn
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")
+def test_fallbacks_take_f_linear(monkeypatch):
+    """Few rows, bf16 autocast, non-fp32 inputs and tracing never reach the oneDNN kernel."""
+    set_cpu_gemm("onednn")
+    calls = []
+    real = linear_module._onednn
+    monkeypatch.setattr(linear_module, "_onednn", lambda *a: calls.append(1) or real(*a))
+    layer = Linear(16, 8)
+    layer(torch.randn(MIN_ROWS, 16))
+    assert len(calls) == 1  # the fast path, for reference
+    layer(torch.randn(MIN_ROWS - 1, 16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(torch.randn(64, 16)).dtype == torch.bfloat16
+    layer.double()(torch.randn(64, 16, dtype=torch.float64))
+    traced = torch.jit.trace(Linear(16, 8), torch.randn(64, 16), check_trace=False)
+    assert "mkldnn" not in str(traced.graph)
+    assert len(calls) == 1
+
+
+def test_choice_validation_and_auto(monkeypatch):
+    with pytest.raises(ValueError, match="cpu_gemm 'mkl' unknown; allowed: auto, blas, onednn"):
+        set_cpu_gemm("mkl")
+    set_cpu_gemm("blas")
+    assert cpu_gemm() == "blas"
+    set_cpu_gemm("auto")
+    monkeypatch.setattr(linear_module, "_cpu_vendor", lambda: "GenuineIntel")
+    assert cpu_gemm() == "blas"
+    monkeypatch.setattr(linear_module, "_cpu_vendor", lambda: "AuthenticAMD")
+    assert cpu_gemm() == ("onednn" if onednn_available() else "blas")
+    monkeypatch.setattr(linear_module, "_cpu_vendor", lambda: "")  # not x86, or unreadable
+    assert cpu_gemm() == "blas"
+    with pytest.raises(ConfigError, match="train.cpu_gemm"):
+        load_config_dict({"train": {"cpu_gemm": "mkl"}})
+
+
+def test_linear_keeps_nn_linear_state_dict():
+    """Checkpoints and exports written before Linear existed load unchanged."""
+    plain, ours = torch.nn.Linear(8, 4), Linear(8, 4)
+    ours.load_state_dict(plain.state_dict())
+    x = torch.randn(3, 8)
+    torch.testing.assert_close(ours(x), F.linear(x, plain.weight, plain.bias))
