@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seqae.models.linear import Linear
+from seqae.models.linear import Linear, linear
 
 
 def lengths_to_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
@@ -105,17 +105,21 @@ class MultiHeadAttention(nn.Module):
         a step of one query attends to the whole prefix; for cross-attention it holds the memory's keys/values.
         """
         B, T, D = x.shape
-        q = self._split(self.q(x))  # (B, H, T, K)
-        if cache is not None and self.cross and "k" in cache:
-            k, v = cache["k"], cache["v"]
+        if self.cross:
+            q = self._split(self.q(x))  # (B, H, T, K)
+            if cache is not None and "k" in cache:
+                k, v = cache["k"], cache["v"]
+            else:
+                k, v = (self._split(t) for t in self.kv(memory).chunk(2, dim=-1))  # (B, H, S, K) each
         else:
-            source = memory if self.cross else x
-            k, v = (self._split(t) for t in self.kv(source).chunk(2, dim=-1))  # (B, H, S, K) each
-            if cache is not None:
-                if not self.cross and "k" in cache:
-                    k = torch.cat([cache["k"], k], dim=2)
-                    v = torch.cat([cache["v"], v], dim=2)
-                cache["k"], cache["v"] = k, v
+            # q, k and v in one product: x is read once, and transposed once for the weight gradient
+            weight, bias = torch.cat([self.q.weight, self.kv.weight]), torch.cat([self.q.bias, self.kv.bias])
+            q, k, v = (self._split(t) for t in linear(x, weight, bias).chunk(3, dim=-1))  # (B, H, T, K) each
+            if cache is not None and "k" in cache:
+                k = torch.cat([cache["k"], k], dim=2)  # (B, H, S, K): the prefix, then this block
+                v = torch.cat([cache["v"], v], dim=2)
+        if cache is not None:
+            cache["k"], cache["v"] = k, v
         mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, S)
         is_causal = causal and T > 1
         if is_causal and k.shape[2] != T:  # a block of queries after a cached prefix
