@@ -206,7 +206,9 @@ def _proposals(proposals: dict[str, Any] | None) -> list[str]:
     if not proposals or "error" in proposals:
         return []
     lines = ["", "## Optimisation candidates (Transformer AE on seqae's Trainer; `foreach_adamw` is the optimizer seqae "
-             "used before fused AdamW became its default, so a speedup below 1 is what fused gained)", "",
+             "used before fused AdamW became its default, so a speedup below 1 is what fused gained; `blas_gemm` runs "
+             "the linear layers on torch's own fp32 GEMM instead of the baseline's `train.cpu_gemm: auto`, so where "
+             "auto picked oneDNN a speedup below 1 is what oneDNN gained)", "",
              "| variant | sentences/s | speedup | batch building share | optimizer share | max relative loss "
              "difference vs fp32 baseline |", "|---|---|---|---|---|---|"]
     for name, r in proposals.items():

@@ -76,6 +76,13 @@ def test_quick_suite_writes_required_keys(offline, tmp_path, monkeypatch):
     for name in ("baseline", "bf16_autocast", "no_ff_inner_dropout"):  # the rate counts the timed window only
         assert proposals[name]["sentences_per_s"] * proposals[name]["seconds"] == pytest.approx(2 * 16), name
     assert proposals["bf16_autocast"]["curve_steps_compared"] == 4
+    assert proposals["blas_gemm"]["curve_comparable"] and proposals["blas_gemm"]["max_rel_loss_diff"] < 1e-3
+    from seqae.models.linear import cpu_gemm
+
+    assert tt["cpu_gemm"] == cpu_gemm() and configs["naive/transformer-transformer"]["cpu_gemm"] == "blas"
+    for gemm in (configs["gemm"], *configs["gemm"]["model_shapes"]):  # the MFU denominator: the faster kernel
+        rates = [gemm[k] for k in ("blas_fp32_gflops", "onednn_fp32_gflops") if k in gemm]
+        assert "blas_fp32_gflops" in gemm and gemm["fp32_gflops"] == max(rates)
     assert results["goals"]["features_x_realtime"]["met"] in (True, False)
     md = (tmp_path / "out" / "RESULTS.md").read_text()
     assert "peer not installed" in md
