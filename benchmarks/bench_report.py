@@ -167,13 +167,14 @@ def _shares(r: dict[str, Any]) -> str:
 
 
 def _load_note(env: dict[str, Any]) -> list[str]:
-    """A warning when other work shared the cores: absolute figures are then low, ratios within the run hold."""
-    busy = max(env["load_before"][0], env["load_after"][0])
+    """A warning when other work shared the cores: absolute figures are then low, ratios within the run hold.
+    Only the load before the run tells of other processes: the one after counts the suite's own threads."""
+    busy = env["load_before"][0]
     if busy < 0.5:
         return []
-    return [f"- the machine was not idle (1-minute load average up to {busy:.2f} on {env.get('logical_cpus')} logical "
-            "CPUs, from other processes): absolute figures are below an idle machine's; the ratios compare "
-            "configurations measured under the same conditions in this run"]
+    return [f"- the machine was not idle before the run (1-minute load average {busy:.2f} on "
+            f"{env.get('logical_cpus')} logical CPUs, from other processes): absolute figures may be below an idle "
+            "machine's; the ratios compare configurations measured under the same conditions in this run"]
 
 
 def render(results: dict[str, Any]) -> str:

@@ -111,11 +111,14 @@ class MultiHeadAttention(nn.Module):
                 k, v = cache["k"], cache["v"]
             else:
                 k, v = (self._split(t) for t in self.kv(memory).chunk(2, dim=-1))  # (B, H, S, K) each
-        else:
+        elif cache is None:
             # q, k and v in one product: x is read once, and transposed once for the weight gradient
             weight, bias = torch.cat([self.q.weight, self.kv.weight]), torch.cat([self.q.bias, self.kv.bias])
             q, k, v = (self._split(t) for t in linear(x, weight, bias).chunk(3, dim=-1))  # (B, H, T, K) each
-            if cache is not None and "k" in cache:
+        else:  # a decoding step: a few rows, where concatenating the weights would cost more than it saves
+            q = self._split(self.q(x))  # (B, H, T, K)
+            k, v = (self._split(t) for t in self.kv(x).chunk(2, dim=-1))
+            if "k" in cache:
                 k = torch.cat([cache["k"], k], dim=2)  # (B, H, S, K): the prefix, then this block
                 v = torch.cat([cache["v"], v], dim=2)
         if cache is not None:
