@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -33,9 +35,10 @@ def _forward_backward(choice: str, x: torch.Tensor, weight: torch.Tensor, bias: 
 @pytest.mark.parametrize("shape,k,n,bias", [
     ((6, 11, 64), 64, 256, True),   # ragged-batch layout [B, T, K]; N > K: the weight gradient is taken transposed
     ((70, 256), 256, 32, True),     # N < K
-    ((40, 48), 48, 48, False),      # no bias
+    ((72, 48), 48, 48, False),      # no bias
 ])
 def test_onednn_matches_blas_forward_and_backward(shape, k, n, bias):
+    assert math.prod(shape[:-1]) >= MIN_ROWS  # the fast path is taken
     g = torch.Generator().manual_seed(0)
     x = torch.randn(*shape, generator=g)  # (..., K)
     weight, b = torch.randn(n, k, generator=g) / k ** 0.5, torch.randn(n, generator=g) if bias else None
@@ -63,7 +66,7 @@ def test_onednn_reads_strided_rows():
 def test_onednn_double_backward_matches_blas():
     """The contractive penalty differentiates a gradient: the backward must itself be differentiable."""
     torch.manual_seed(0)
-    layer, x = Linear(32, 16), torch.randn(40, 32, requires_grad=True)
+    layer, x = Linear(32, 16), torch.randn(MIN_ROWS + 16, 32, requires_grad=True)
     grads = []
     for choice in ("blas", "onednn"):
         set_cpu_gemm(choice)
@@ -117,3 +120,17 @@ def test_linear_keeps_nn_linear_state_dict():
     ours.load_state_dict(plain.state_dict())
     x = torch.randn(3, 8)
     torch.testing.assert_close(ours(x), F.linear(x, plain.weight, plain.bias))
+
+
+@needs_onednn
+def test_inference_path_matches_blas():
+    """Without a graph (no_grad, or nothing requiring grad) the kernel is called directly; same result."""
+    layer, x = Linear(48, 96), torch.randn(3, MIN_ROWS, 48)
+    set_cpu_gemm("blas")
+    with torch.no_grad():
+        want = layer(x)
+    set_cpu_gemm("onednn")
+    with torch.no_grad():
+        got = layer(x)
+    assert got.shape == (3, MIN_ROWS, 96) and not got.requires_grad
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

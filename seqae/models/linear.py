@@ -24,9 +24,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 CPU_GEMMS = ("auto", "blas", "onednn")
-MIN_ROWS = 32
-"""Below this many rows oneDNN's per-call cost outweighs its speed (at 256 × 256: 35 µs against 22 µs for 8 rows,
-41 against 50 for 32; measured with 2 threads), e.g. a decoding step of a small batch."""
+MIN_ROWS = 64
+"""Below this many rows (a decoding step of a small batch) oneDNN is not reliably faster: with 2 threads, 8 rows of
+256 -> 256 took 19 µs against 14 for BLAS, and 16-48 rows of 1024 -> 256 took 258-325 µs against 85-178; from 64
+rows on it was as fast or faster at every shape of the benchmark's model (64 rows of 1024 -> 256: 121 against 227)."""
 
 _choice = "auto"
 
@@ -115,7 +116,11 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if not _use_onednn(x, weight):
         return F.linear(x, weight, bias)
     # contiguous: oneDNN read a strided operand (the CLS rows h[:, 0]) ~500x slower in the weight gradient
-    y = _OneDNNLinear.apply(x.reshape(-1, x.shape[-1]).contiguous(), weight, bias)  # (M, N)
+    rows = x.reshape(-1, x.shape[-1]).contiguous()  # (M, K)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
+        y = _OneDNNLinear.apply(rows, weight, bias)  # (M, N)
+    else:  # inference: no graph, so no autograd.Function and its Python cost
+        y = _onednn(rows, weight, bias)
     return y.view(*x.shape[:-1], weight.shape[0])
 
 
