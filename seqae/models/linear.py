@@ -3,8 +3,8 @@
 Dimension letters: M rows (every leading dimension flattened), K input width, N output width.
 
 torch's CPU fp32 `addmm`/`mm` call MKL's sgemm. On x86 CPUs not made by Intel (AMD EPYC here), MKL takes its
-AVX2 code path: 160-190 GFLOP/s on 2 Zen 5 cores, where oneDNN, which torch also ships and which picks its
-kernels from the instruction set alone, runs the same fp32 products at 270-410 GFLOP/s (benchmarks/README.md).
+AVX2 code path: a 2048² product at 180-195 GFLOP/s on 2 AMD EPYC cores, where oneDNN, which torch also ships
+and which picks its kernels from the instruction set alone, ran it at 388-442 GFLOP/s (benchmarks/README.md).
 The results are fp32 products in both (they differ in rounding only, about 1e-7 relative).
 
 `set_cpu_gemm("auto" | "blas" | "onednn")` chooses; "auto" (the default, and `train.cpu_gemm`'s) is oneDNN on
@@ -72,7 +72,8 @@ def _cpu_vendor() -> str:
 
 
 def _onednn(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """x: [M, K] @ weight: [N, K]^T (+ bias [N]) -> [M, N] on oneDNN (transposed views are read in place)."""
+    """x: [M, K] @ weight: [N, K]^T (+ bias [N]) -> [M, N] on oneDNN. A transposed `weight` view is read in place;
+    torch's wrapper copies a non-contiguous `x` first."""
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
 
@@ -103,8 +104,9 @@ class _OneDNNLinear(torch.autograd.Function):
 
 
 def _weight_grad(grad: Tensor, x: Tensor) -> Tensor:
-    """grad: [M, N], x: [M, K] -> grad^T x: [N, K]. oneDNN reads both operands transposed (the sum runs over M);
-    it ran 1.3-1.7x faster with the narrower of N and K as the product's rows (2 threads, M = 1408)."""
+    """grad: [M, N], x: [M, K] -> grad^T x: [N, K]. The sum runs over M, so both operands are passed transposed:
+    the second is read in place, the first is copied, so the narrower of N and K goes first (1.3-1.7x faster than
+    the other way round, 2 threads, M = 1408)."""
     N, K = grad.shape[1], x.shape[1]
     if N <= K:
         return _onednn(grad.t(), x.t())  # (N, K)
