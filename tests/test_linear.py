@@ -134,3 +134,20 @@ def test_inference_path_matches_blas():
         got = layer(x)
     assert got.shape == (3, MIN_ROWS, 96) and not got.requires_grad
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(2240, 256), (17, 16), (16, 16), (100, 48), (5, 3), (64, 1000), (1, 32)])
+def test_transpose_is_bit_identical_and_contiguous(shape):
+    x = torch.randn(*shape)
+    y = linear_module.transpose(x)
+    assert y.is_contiguous() and y.shape == (shape[1], shape[0])
+    assert torch.equal(y, x.t())
+
+
+@pytest.mark.skipif(not onednn_available(), reason="no oneDNN linear kernel in this torch build")
+@pytest.mark.parametrize("n, k", [(1024, 256), (256, 1024), (48, 48)])
+def test_weight_grad_on_both_sides(n, k):
+    grad, x = torch.randn(300, n, dtype=torch.float64).float(), torch.randn(300, k)
+    w = linear_module._weight_grad(grad, x)  # (N, K)
+    assert w.shape == (n, k) and w.is_contiguous()
+    torch.testing.assert_close(w, grad.t() @ x, rtol=1e-5, atol=1e-4)

@@ -105,12 +105,33 @@ class _OneDNNLinear(torch.autograd.Function):
 
 def _weight_grad(grad: Tensor, x: Tensor) -> Tensor:
     """grad: [M, N], x: [M, K] -> grad^T x: [N, K]. The sum runs over M, so both operands are passed transposed:
-    the second is read in place, the first is copied, so the narrower of N and K goes first (1.3-1.7x faster than
-    the other way round, 2 threads, M = 1408)."""
+    the second is read in place, the first must be contiguous, so the narrower of N and K is transposed (1.3-1.7x
+    faster than the other way round, 2 threads, M = 1408)."""
     N, K = grad.shape[1], x.shape[1]
     if N <= K:
-        return _onednn(grad.t(), x.t())  # (N, K)
-    return _onednn(x.t(), grad.t()).t().contiguous()  # (K, N) -> (N, K)
+        return _onednn(transpose(grad), x.t())  # (N, K)
+    return transpose(_onednn(transpose(x), grad.t()))  # (K, N) -> (N, K)
+
+
+TRANSPOSE_BLOCK = 16
+"""Columns moved together by `transpose`: 16 fp32 values, one 64-byte cache line."""
+
+
+def transpose(t: Tensor) -> Tensor:
+    """t: [M, K] -> t^T as a contiguous [K, M] tensor, copied in two passes that each move runs of `TRANSPOSE_BLOCK`
+    values.
+
+    The first pass moves column blocks [M, 16] whole ([K/16, M, 16]), the second transposes each block, so every
+    read and write moves 64 contiguous bytes; torch's one-pass copy of the transposed view (`t.t().contiguous()`)
+    was slower at every shape measured. [2240, 256] took 0.33-0.38 ms instead of 0.47-0.87, [2240, 768] 1.45 instead of
+    3.81 (2 threads, AMD EPYC). The values are copied, not computed: the result is bit-identical.
+    """
+    M, K = t.shape
+    b = TRANSPOSE_BLOCK
+    if K % b or M < b:
+        return t.t().contiguous()
+    blocks = t.view(M, K // b, b).transpose(0, 1).contiguous()  # (K/b, M, b)
+    return blocks.transpose(1, 2).contiguous().view(K, M)  # (K/b, b, M) -> (K, M)
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
