@@ -28,28 +28,45 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def _params(configs: dict[str, Any], *, per_token: bool = True) -> int | None:
+    """N of the 6·N·tokens count: the parameters used once per token (results from before that figure existed:
+    every matrix-product parameter), or with `per_token=False` every matrix-product parameter."""
+    tt = "train/transformer-transformer"
+    per = _get(configs, tt, "per_token_params") if per_token else None
+    return per or _get(configs, tt, "matmul_params")
+
+
 def head_fastest(configs: dict[str, Any]) -> float | None:
     """The fastest Transformer window's MFU against the run's best square GEMM (the figure before pairing)."""
     gemms = [g for g in (_get(configs, "gemm", "fp32_gflops"), _get(configs, "gemm/end", "fp32_gflops")) if g]
-    params = _get(configs, "train/transformer-transformer", "matmul_params")
+    params = _params(configs)
     tokens = _get(configs, "train/transformer-transformer", "tokens_per_s_real")
     return 6 * params * tokens / (max(gemms) * 1e9) if params and tokens and gemms else None
+
+
+def paired_mfu(configs: dict[str, Any], *, per_token: bool = True) -> float | None:
+    """The median window's 6·N·tokens/s against the GEMM speed timed around it (else the fastest window against
+    the best GEMM)."""
+    params = _params(configs, per_token=per_token)
+    paired = [6 * params * w["tokens_per_s_real"] / (w["window_gemm_gflops"] * 1e9)
+              for w in _get(configs, "train/transformer-transformer", "windows") or []
+              if params and w.get("window_gemm_gflops")]
+    if paired:
+        return statistics.median(paired)
+    return head_fastest(configs) if per_token else None
 
 
 def headline(configs: dict[str, Any]) -> dict[str, Any]:
     """The required keys (None where a configuration did not run or failed)."""
     tt = "train/transformer-transformer"
-    params = _get(configs, tt, "matmul_params")
-    paired = [6 * params * w["tokens_per_s_real"] / (w["window_gemm_gflops"] * 1e9)
-              for w in _get(configs, tt, "windows") or [] if params and w.get("window_gemm_gflops")]
-    # each window against the GEMM speed timed around it, the median window; else the fastest against the best
-    mfu = statistics.median(paired) if paired else head_fastest(configs)
+    mfu = paired_mfu(configs)
     peers = [_get(configs, n, "sentences_per_s") for n in ("peer/tsdae-loop", "peer/tsdae-trainer")]
     peers = [p for p in peers if p]
     epochs = _get(configs, "features", "cached_epochs") or []
     return {
         "mfu_transformer": mfu,
         "mfu_transformer_fastest_vs_best_gemm": head_fastest(configs),
+        "mfu_transformer_all_params": paired_mfu(configs, per_token=False),
         "ratio_vs_naive": _ratio(_get(configs, tt, "sentences_per_s"),
                                  _get(configs, "naive/transformer-transformer", "sentences_per_s")),
         "ratio_vs_tsdae": _ratio(_get(configs, "denoise/seqae-transformer", "sentences_per_s"),
@@ -103,6 +120,11 @@ def _why(key: str, configs: dict[str, Any], head: dict[str, Any]) -> str:
         paired = (f"The figure is the median over the {len(tt.get('windows', []))} timed windows of each window's "
                   f"6 × parameters × real tokens/s against the square GEMM timed just before and after it (the faster "
                   f"of the two): {windows}. " if windows else "")
+        if tt.get("per_token_params"):
+            paired += (f"Parameters: the {_f(tt['per_token_params'], 0)} used once per token, of "
+                       f"{_f(tt.get('matmul_params'), 0)} in matrix products (the bottleneck, the memory projection and "
+                       f"cross-attention's keys and values run once per sequence); counting all of them would read "
+                       f"{_f(head.get('mfu_transformer_all_params'), 3)}. ")
         return (f"{paired}torch.profiler over {prof.get('steps')} steps, share of step time: {_shares(tt)}; top ops: "
                 f"{top}. seqae's linear layers ran on {tt.get('cpu_gemm', '—')}. Square {gemm.get('n')}² fp32 GEMM "
                 f"(GFLOP/s): {_kernels(gemm)} at the start of the run, {_kernels(end)} at the end (the fastest window "

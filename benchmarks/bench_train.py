@@ -40,9 +40,21 @@ def seqae_config(sizes: Sizes, *, encoder: str, decoder: str, train_file: Path, 
 
 
 def matmul_params(model: torch.nn.Module) -> int:
-    """Parameters that take part in matrix products per token: all but the position tables (lookups).
+    """Parameters that take part in matrix products: all but the position tables (lookups).
     The token embedding counts once, as the tied output layer."""
     return sum(p.numel() for name, p in model.named_parameters() if "positions" not in name)
+
+
+PER_SEQUENCE = ("bottleneck.", "decoder.z_to_memory.", "cross_attn.kv.", "encoder.cls")
+"""Parameters applied once per sequence, not per token: the bottleneck, the memory projection, the keys and values
+of cross-attention (computed on the memory's slots, 1 here) and the CLS vector."""
+
+
+def per_token_params(model: torch.nn.Module) -> int:
+    """`matmul_params` less the `PER_SEQUENCE` ones: the parameters whose products run once per token, the N of
+    the 6·N·tokens FLOP count."""
+    return matmul_params(model) - sum(p.numel() for name, p in model.named_parameters()
+                                      if "positions" not in name and any(k in name for k in PER_SEQUENCE))
 
 
 class BatchCounter:
@@ -106,7 +118,8 @@ def run_seqae(config, run_dir: Path, sizes: Sizes, *, profile: bool = False) -> 
     if profile:
         result["windows"] = windows
     result.update({"cpu_gemm": cpu_gemm(), "params": sum(p.numel() for p in trainer.model.parameters()),
-                   "matmul_params": matmul_params(trainer.model), "loss_first": losses[0] if losses else None,
+                   "matmul_params": matmul_params(trainer.model),
+                   "per_token_params": per_token_params(trainer.model), "loss_first": losses[0] if losses else None,
                    "loss_last": losses[-1] if losses else None,
                    "batcher_padding_efficiency": trainer.batcher.padding_efficiency(0),
                    "batches_per_epoch": trainer.batcher.num_batches(0)})

@@ -66,6 +66,9 @@ def test_quick_suite_writes_required_keys(offline, tmp_path, monkeypatch):
         assert result["peak_rss_mib"] > 0, name
     tt = configs["train/transformer-transformer"]
     assert tt["sentences"] == 2 * 16 and tt["tokens_per_s_real"] <= tt["tokens_per_s_padded"]
+    assert 0 < tt["per_token_params"] < tt["matmul_params"]  # MFU's N: the per-token ones
+    assert results["mfu_transformer_all_params"] == pytest.approx(
+        results["mfu_transformer"] * tt["matmul_params"] / tt["per_token_params"])
     assert configs["decode"]["lengths"]["64"]["same_tokens"] is True  # cached and uncached decode agree
     epochs = configs["features"]["cached_epochs"]
     files = configs["features"]["files"]  # every file a miss, their features computed 32 files a call
@@ -88,6 +91,25 @@ def test_quick_suite_writes_required_keys(offline, tmp_path, monkeypatch):
     assert "peer not installed" in md
     for key in results["goals"]:
         assert f"`{key}`" in md
+
+
+def test_per_token_params_leave_out_what_runs_once_per_sequence(offline):
+    _load_run()
+    import bench_common
+    import bench_train
+
+    from seqae.models.builder import build_token_autoencoder
+
+    sizes = bench_common.quick()
+    config = bench_train.seqae_config(sizes, encoder="transformer", decoder="transformer", threads=1,
+                                      train_file=Path("unused.txt"), tokenizer=Path("unused.model"))
+    model = build_token_autoencoder(config.model, sizes.vocab)
+    names = [name for name, _ in model.named_parameters()]
+    for key in bench_train.PER_SEQUENCE:  # each pattern still names parameters of the model
+        assert any(key in name for name in names), key
+    D, L = sizes.width, sizes.layers
+    once = (D * D + D) * 2 + L * (2 * D * D + 2 * D) + D  # bottleneck, memory projection, L cross k/v, CLS
+    assert bench_train.matmul_params(model) - bench_train.per_token_params(model) == once
 
 
 def test_goals_need_the_value_and_a_free_second_epoch(offline):
