@@ -123,7 +123,7 @@ def transpose(t: Tensor) -> Tensor:
 
     The first pass moves column blocks [M, 16] whole ([K/16, M, 16]), the second transposes each block, so every
     read and write moves 64 contiguous bytes; torch's one-pass copy of the transposed view (`t.t().contiguous()`)
-    was slower at every shape measured. [2240, 256] took 0.33-0.38 ms instead of 0.47-0.87, [2240, 768] 1.45 instead of
+    was slower at every shape measured. [2240, 256] took 0.36-0.38 ms instead of 0.47-0.87, [2240, 768] 1.45 instead of
     3.81 (2 threads, AMD EPYC). The values are copied, not computed: the result is bit-identical.
     """
     M, K = t.shape
