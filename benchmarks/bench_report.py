@@ -36,10 +36,10 @@ def _params(configs: dict[str, Any], *, per_token: bool = True) -> int | None:
     return per or _get(configs, tt, "matmul_params")
 
 
-def head_fastest(configs: dict[str, Any]) -> float | None:
+def head_fastest(configs: dict[str, Any], *, per_token: bool = True) -> float | None:
     """The fastest Transformer window's MFU against the run's best square GEMM (the figure before pairing)."""
     gemms = [g for g in (_get(configs, "gemm", "fp32_gflops"), _get(configs, "gemm/end", "fp32_gflops")) if g]
-    params = _params(configs)
+    params = _params(configs, per_token=per_token)
     tokens = _get(configs, "train/transformer-transformer", "tokens_per_s_real")
     return 6 * params * tokens / (max(gemms) * 1e9) if params and tokens and gemms else None
 
@@ -51,9 +51,7 @@ def paired_mfu(configs: dict[str, Any], *, per_token: bool = True) -> float | No
     paired = [6 * params * w["tokens_per_s_real"] / (w["window_gemm_gflops"] * 1e9)
               for w in _get(configs, "train/transformer-transformer", "windows") or []
               if params and w.get("window_gemm_gflops")]
-    if paired:
-        return statistics.median(paired)
-    return head_fastest(configs) if per_token else None
+    return statistics.median(paired) if paired else head_fastest(configs, per_token=per_token)
 
 
 def headline(configs: dict[str, Any]) -> dict[str, Any]:

@@ -53,8 +53,8 @@ of cross-attention (computed on the memory's slots, 1 here) and the CLS vector."
 def per_token_params(model: torch.nn.Module) -> int:
     """`matmul_params` less the `PER_SEQUENCE` ones: the parameters whose products run once per token, the N of
     the 6·N·tokens FLOP count."""
-    return matmul_params(model) - sum(p.numel() for name, p in model.named_parameters()
-                                      if "positions" not in name and any(k in name for k in PER_SEQUENCE))
+    return sum(p.numel() for name, p in model.named_parameters()
+               if "positions" not in name and not any(k in name for k in PER_SEQUENCE))
 
 
 class BatchCounter:
