@@ -24,6 +24,7 @@ import yaml
 from tqdm import tqdm
 
 from seqae import distributed
+from seqae.allocator import set_cpu_malloc
 from seqae.checkpoint import load_latest, save_checkpoint
 from seqae.config import Config, ConfigError, load_config_dict, to_dict
 from seqae.data.batching import TokenBudgetBatcher
@@ -42,7 +43,7 @@ def lr_at(step: int, cfg) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * decay)
 
 
-RESUMABLE_CHANGES = ("train.max_steps", "train.threads", "train.progress", "train.cpu_gemm")
+RESUMABLE_CHANGES = ("train.max_steps", "train.threads", "train.progress", "train.cpu_gemm", "train.cpu_malloc")
 """Keys a resumed run may change (e.g. to train for longer); any other difference is refused."""
 
 
@@ -151,6 +152,7 @@ class Trainer:
             set_cpu_gemm(self.t.cpu_gemm)
         except ValueError as err:
             raise ConfigError(f"train.cpu_gemm: {err}") from None
+        set_cpu_malloc(self.t.cpu_malloc)
         torch.manual_seed(self.t.seed)
         if not world.is_main:
             distributed.barrier(world)  # rank 0 prepares the run directory (tokenizer, feature cache) first
