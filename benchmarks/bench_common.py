@@ -48,6 +48,11 @@ class Sizes:
     least disturbed by other processes on a shared machine (every window is listed too)."""
     proposal_steps: int
     """Timed steps of each optimisation candidate."""
+    malloc_pairs: int
+    """Alternating pairs of processes timing glibc's default malloc against `train.cpu_malloc: keep`."""
+    malloc_windows: int
+    """Windows of `steps` steps each of those processes times (8 × 20: the heap reaches its peak in the first
+    epoch, in both modes; what keep changes shows in the epochs after it)."""
     curve_steps: int
     """Steps (warm-up included) whose losses are compared between the baseline and the foreach-AdamW / bf16 variants."""
     decode_batch: int
@@ -66,13 +71,13 @@ class Sizes:
 
 def full() -> Sizes:
     return Sizes(width=256, layers=3, heads=4, ff=1024, vocab=2000, sentences=1280, batch=64, max_len=64,
-                 warmup=2, steps=20, windows=4, proposal_steps=10, curve_steps=40, decode_batch=8, decode_lengths=(16, 64, 256), beam=4,
+                 warmup=2, steps=20, windows=4, proposal_steps=10, malloc_pairs=2, malloc_windows=8, curve_steps=40, decode_batch=8, decode_lengths=(16, 64, 256), beam=4,
                  gemm_n=2048, feature_files=None, feature_repeats=15)
 
 
 def quick() -> Sizes:
     return Sizes(width=32, layers=1, heads=2, ff=64, vocab=200, sentences=128, batch=16, max_len=48,
-                 warmup=1, steps=2, windows=1, proposal_steps=2, curve_steps=4, decode_batch=2, decode_lengths=(16, 64), beam=2, gemm_n=256,
+                 warmup=1, steps=2, windows=1, proposal_steps=2, malloc_pairs=1, malloc_windows=1, curve_steps=4, decode_batch=2, decode_lengths=(16, 64), beam=2, gemm_n=256,
                  feature_files=6, feature_repeats=1)
 
 

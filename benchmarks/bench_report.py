@@ -215,6 +215,7 @@ def render(results: dict[str, Any]) -> str:
         if g["value"] is not None:
             lines.append(f"- `{key}` ({'met' if g['met'] else 'not met'}): {_why(key, configs, head)}")
     lines += _proposals(configs.get("proposals"))
+    lines += _malloc(configs.get("malloc"))
     lines += ["", "## Every figure", "", "| configuration | figure | value |", "|---|---|---|"]
     for name, result in configs.items():
         for key, value in _flatten(result):
@@ -241,6 +242,24 @@ def _proposals(proposals: dict[str, Any] | None) -> list[str]:
             else "n/a (changes the model)"
         lines.append(f"| {name} | {_f(r['sentences_per_s'])} | {_f(r['speedup'])} | {_f(r['batch_share'], 3)} | "
                      f"{_f(r['optimizer_share'], 3)} | {diff if name != 'baseline' else '—'} |")
+    return lines
+
+
+def _malloc(malloc: dict[str, Any] | None) -> list[str]:
+    """glibc's default malloc against `train.cpu_malloc: keep`, each in processes of its own (see bench_malloc)."""
+    if not malloc or "error" in malloc:
+        return []
+    lines = ["", f"## glibc's malloc (Transformer AE on seqae's Trainer, {malloc['pairs']} alternating "
+             f"pair{'s' if malloc['pairs'] != 1 else ''} of processes, {malloc['steps_per_process']} timed steps each; medians over the processes)", "",
+             "| `train.cpu_malloc` | timed seconds | page faults a step | system seconds a step | peak RSS (MiB) |",
+             "|---|---|---|---|---|"]
+    for mode in ("default", "keep"):
+        lines.append(f"| {mode} | {_f(malloc[f'{mode}_seconds'])} | {_f(malloc[f'{mode}_faults_per_step'], 0)} | "
+                     f"{_f(malloc[f'{mode}_system_s_per_step'], 4)} | {_f(malloc[f'{mode}_peak_rss_mib'], 0)} |")
+    later = malloc.get("speedup_after_first_epoch")
+    lines += ["", f"keep trains {_f(malloc['speedup'], 3)}x as fast as glibc's defaults (all default processes' timed "
+              "seconds over all keep processes')" + (f", {_f(later, 3)}x after the first timed epoch, when the heap "
+                                                      "has reached the step's peak" if later else "") + "."]
     return lines
 
 

@@ -28,7 +28,7 @@ import bench_report  # noqa: E402
 PAIRS = ("gru-gru", "lstm-lstm", "transformer-transformer")
 PEER = ("peer/tsdae-loop", "peer/tsdae-trainer")
 CONFIGS = ("gemm", *(f"train/{p}" for p in PAIRS), *(f"naive/{p}" for p in PAIRS), "denoise/seqae-transformer",
-           *PEER, "decode", "features", "proposals", "gemm/end")
+           *PEER, "decode", "features", "proposals", "malloc", "gemm/end")
 
 
 def run_config(name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -65,6 +65,10 @@ def run_config(name: str, spec: dict[str, Any]) -> dict[str, Any]:
         sentences = common.fortunes_lines(sizes.sentences)
         run = bench_peer.run_loop if variant == "tsdae-loop" else bench_peer.run_trainer
         return run(sizes, sentences, work / name.replace("/", "_"), threads)
+    if kind == "malloc":  # its own processes: the setting is process-wide
+        import bench_malloc
+
+        return bench_malloc.run_malloc(work / "spec.json", work, sizes, pairs=sizes.malloc_pairs)
     if kind == "decode":
         import bench_decode
 

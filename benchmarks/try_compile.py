@@ -3,6 +3,10 @@
 Not part of `run.py` (compiling takes minutes). Trains the same model from the same seed on the first 1,280
 fortunes sentences, eager and with `torch.compile(model.forward, dynamic=True)` (batch shapes vary with bucketing),
 and prints the time of 5 warm-up steps (compilation included) and of the 20 steps after them.
+
+seqae's CPU dropout draws its masks with numpy (seqae.models.layers.dropout_mask), which torch.compile cannot trace:
+every dropout is a graph break. `--dropout torch` swaps in `F.dropout` and SDPA's own dropout in both modes, so the
+compiled model is one graph; `--dropout none` turns dropout off in both (only to see what fusing the rest gains).
 """
 
 from __future__ import annotations
@@ -19,6 +23,24 @@ sys.path.insert(0, str(HERE))
 
 import bench_common as common  # noqa: E402
 from bench_train import seqae_config  # noqa: E402
+
+
+def patch_dropout(kind: str) -> None:
+    """`torch`: F.dropout and SDPA's dropout instead of seqae's numpy masks; `none`: no dropout at all."""
+    import torch.nn.functional as F
+
+    import seqae.models.layers as layers
+
+    def dropout(self, x):
+        if not self.training or self.p == 0.0 or kind == "none":
+            return x
+        return F.dropout(x, self.p, training=True)
+
+    def attention(q, k, v, mask, causal, p):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                              dropout_p=0.0 if kind == "none" else p)
+
+    layers.Dropout.forward, layers.attention_with_dropout = dropout, attention
 
 
 def timed(mode: str, workdir: Path, threads: int) -> tuple[float, float]:
@@ -47,6 +69,14 @@ def timed(mode: str, workdir: Path, threads: int) -> tuple[float, float]:
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dropout", choices=("numpy", "torch", "none"), default="numpy",
+                        help="seqae's dropout (numpy masks: graph breaks), F.dropout, or none")
+    args = parser.parse_args()
+    if args.dropout != "numpy":
+        patch_dropout(args.dropout)
     with tempfile.TemporaryDirectory() as tmp:
         common.offline_env(Path(tmp) / "hf")
         for mode in ("eager", "compile"):

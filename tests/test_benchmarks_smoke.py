@@ -7,6 +7,7 @@ import datetime as dt
 import importlib.util
 import json
 import math
+import platform
 import random
 from pathlib import Path
 
@@ -80,6 +81,11 @@ def test_quick_suite_writes_required_keys(offline, tmp_path, monkeypatch):
         assert proposals[name]["sentences_per_s"] * proposals[name]["seconds"] == pytest.approx(2 * 16), name
     assert proposals["bf16_autocast"]["curve_steps_compared"] == 4
     assert proposals["blas_gemm"]["curve_comparable"] and proposals["blas_gemm"]["max_rel_loss_diff"] < 1e-3
+    malloc = configs["malloc"]  # each side in processes of its own, the setting in force only on keep's
+    assert [r["mode"] for r in malloc["runs"]["default"]] == ["default"] and malloc["speedup"] > 0
+    if platform.libc_ver()[0] == "glibc":
+        assert malloc["runs"]["default"][0]["malloc_settings"] == {}
+        assert malloc["runs"]["keep"][0]["malloc_settings"]["trim_threshold"] == 1 << 30
     from seqae.models.linear import cpu_gemm
 
     assert tt["cpu_gemm"] == cpu_gemm() and configs["naive/transformer-transformer"]["cpu_gemm"] == "blas"
@@ -91,6 +97,7 @@ def test_quick_suite_writes_required_keys(offline, tmp_path, monkeypatch):
     assert "peer not installed" in md
     for key in results["goals"]:
         assert f"`{key}`" in md
+    assert "| keep |" in md and "| default |" in md
 
 
 def test_per_token_params_leave_out_what_runs_once_per_sequence(offline):
