@@ -3,7 +3,8 @@
 The setting is process-wide and cannot be undone, so each side runs in a fresh process of its own: `pairs` pairs,
 alternating default and keep, each process timing `sizes.malloc_windows` windows of `sizes.steps` Trainer steps
 (one epoch each) after `sizes.warmup` untimed ones, with the page faults and system time of those steps. The heap
-grows to the step's peak during the first epoch in both modes; `after_first_epoch` compares the windows after it. `python benchmarks/bench_malloc.py SPEC MODE OUT` is one such process.
+grows to the step's peak during the first epoch in both modes; `speedup_after_first_epoch` compares the windows
+after it. `python benchmarks/bench_malloc.py SPEC MODE OUT` is one such process.
 """
 
 from __future__ import annotations

@@ -249,8 +249,9 @@ def _malloc(malloc: dict[str, Any] | None) -> list[str]:
     """glibc's default malloc against `train.cpu_malloc: keep`, each in processes of its own (see bench_malloc)."""
     if not malloc or "error" in malloc:
         return []
-    lines = ["", f"## glibc's malloc (Transformer AE on seqae's Trainer, {malloc['pairs']} alternating "
-             f"pair{'s' if malloc['pairs'] != 1 else ''} of processes, {malloc['steps_per_process']} timed steps each; medians over the processes)", "",
+    pairs = f"{malloc['pairs']} alternating pair{'s' if malloc['pairs'] != 1 else ''} of processes"
+    lines = ["", f"## glibc's malloc (Transformer AE on seqae's Trainer, {pairs}, {malloc['steps_per_process']} timed "
+             "steps each; medians over the processes)", "",
              "| `train.cpu_malloc` | timed seconds | page faults a step | system seconds a step | peak RSS (MiB) |",
              "|---|---|---|---|---|"]
     for mode in ("default", "keep"):

@@ -53,8 +53,8 @@ def keep_freed_memory() -> dict[str, int]:
     libc = _glibc()
     if libc is None or _applied:
         return dict(_applied)
-    mmap = THRESHOLD if libc.mallopt(M_MMAP_THRESHOLD, THRESHOLD) else FALLBACK_MMAP_THRESHOLD
-    if mmap == FALLBACK_MMAP_THRESHOLD and not libc.mallopt(M_MMAP_THRESHOLD, mmap):
+    mmap = next((t for t in (THRESHOLD, FALLBACK_MMAP_THRESHOLD) if libc.mallopt(M_MMAP_THRESHOLD, t)), None)
+    if mmap is None:
         return {}
     settings = {"mmap_threshold": mmap}
     if libc.mallopt(M_TRIM_THRESHOLD, THRESHOLD):

@@ -23,6 +23,7 @@ def _has_mallinfo2() -> bool:
     except OSError:
         return False
 
+
 # In a fresh process: a 30 MiB tensor is allocated, filled and freed, and glibc's own accounting (mallinfo2) is read
 # while it lives and after it is freed: where the block came from (the heap or its own mmap) and what the heap kept.
 HEAP = """
