@@ -3,8 +3,9 @@ fresh Trainer in this process and is timed like the baseline, from the same seed
 
 - `foreach_adamw`: the foreach AdamW seqae used before fused AdamW became its default (so its speedup, below 1,
   is what the change gained);
-- `blas_gemm`: `train.cpu_gemm: blas`, torch's own fp32 GEMM (MKL) for the linear layers, against the baseline's
-  `auto` (oneDNN on non-Intel x86, seqae.models.linear): where auto picks oneDNN, 1 / speedup is what it gains;
+- `other_gemm`: the linear layers' fp32 GEMM that the baseline's `train.cpu_gemm: auto` did not pick (oneDNN
+  where auto picked torch's own BLAS, and the other way round; seqae.models.linear), so 1 / speedup is what auto's
+  choice gains; the same as the baseline where torch has no oneDNN;
 - `bf16_autocast`: `train.precision: bf16` (autocast around the forward pass and loss); its loss curve is compared
   with fp32's;
 - `no_ff_inner_dropout`: no dropout on the feed-forward's inner (ff_dim wide) activations, as in BERT and
@@ -31,12 +32,12 @@ from bench_common import Sizes, Stopwatch, best_window, rate
 VARIANTS: dict[str, dict[str, bool]] = {
     "baseline": {},
     "foreach_adamw": {"foreach": True},
-    "blas_gemm": {"blas": True},
+    "other_gemm": {"other_gemm": True},
     "bf16_autocast": {"bf16": True},
     "no_ff_inner_dropout": {"no_ff_dropout": True},
     "no_attention_dropout": {"no_attention_dropout": True},
 }
-SAME_CURVE = ("foreach_adamw", "blas_gemm", "bf16_autocast")
+SAME_CURVE = ("foreach_adamw", "other_gemm", "bf16_autocast")
 """Variants that leave the computation's meaning (and random draws) alone: their losses must track fp32's."""
 
 
@@ -64,18 +65,21 @@ def _patch_dropout(model: nn.Module, *, ff: bool, attention: bool) -> int:
     return changed
 
 
-def run_variant(config, run_dir: Path, sizes: Sizes, *, foreach: bool = False, blas: bool = False, bf16: bool = False,
-                no_ff_dropout: bool = False, no_attention_dropout: bool = False,
+def run_variant(config, run_dir: Path, sizes: Sizes, *, foreach: bool = False, other_gemm: bool = False,
+                bf16: bool = False, no_ff_dropout: bool = False, no_attention_dropout: bool = False,
                 curve: bool = False) -> dict[str, Any]:
     """Losses of every step (warm-up included; with `curve`, at least `sizes.curve_steps` of them) and the
     throughput of the fastest of `sizes.windows` windows of `sizes.proposal_steps` timed steps."""
+    from seqae.models import linear
     from seqae.train import Trainer
 
     run_dir.mkdir(parents=True, exist_ok=True)  # Trainer expects the folder (pretrain() makes it)
     if bf16:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, precision="bf16"))
-    if blas:
-        config = dataclasses.replace(config, train=dataclasses.replace(config.train, cpu_gemm="blas"))
+    if other_gemm:
+        linear.set_cpu_gemm(config.train.cpu_gemm)
+        other = "blas" if linear.cpu_gemm() == "onednn" or not linear.onednn_available() else "onednn"
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, cpu_gemm=other))
     trainer = Trainer(config, run_dir)
     patched = _patch_dropout(trainer.model, ff=no_ff_dropout, attention=no_attention_dropout)
     if foreach:
@@ -103,7 +107,7 @@ def run_variant(config, run_dir: Path, sizes: Sizes, *, foreach: bool = False, b
                         "optimizer_share": optim_watch.seconds / max(watch.seconds, 1e-9)})
     if curve:  # untimed steps, only for the loss-curve comparison
         losses += [_loss(trainer.train_step()) for _ in range(sizes.curve_steps - len(losses))]
-    return {**best_window(windows), "losses": losses, "patched_modules": patched}
+    return {**best_window(windows), "losses": losses, "patched_modules": patched, "cpu_gemm": linear.cpu_gemm()}
 
 
 def _loss(record: dict[str, Any] | None) -> float | None:

@@ -274,8 +274,8 @@ class TrainConfig:
     threads: int | None = None
     """torch intra-op threads (None: torch's default)."""
     cpu_gemm: Literal["auto", "blas", "onednn"] = "auto"
-    """GEMM of the CPU fp32 linear layers: torch's BLAS (MKL), oneDNN, or auto (oneDNN on non-Intel x86, where
-    MKL runs its AVX2 path; seqae.models.linear)."""
+    """GEMM of the CPU fp32 linear layers: torch's BLAS (MKL), oneDNN, or auto (oneDNN on non-Intel x86 CPUs with
+    AVX-512, where MKL runs its AVX2 path; seqae.models.linear)."""
     cpu_malloc: Literal["keep", "default"] = "keep"
     """glibc's malloc: keep freed memory in the process for the next step (fixed mmap and trim thresholds; fewer
     page faults, same peak RSS; seqae.allocator), or leave its defaults."""

@@ -104,10 +104,15 @@ def test_choice_validation_and_auto(monkeypatch):
     set_cpu_gemm("blas")
     assert cpu_gemm() == "blas"
     set_cpu_gemm("auto")
+    avx512 = frozenset({"avx2", "avx512f"})
+    monkeypatch.setattr(linear_module, "_cpu_flags", lambda: avx512)
     monkeypatch.setattr(linear_module, "_cpu_vendor", lambda: "GenuineIntel")
     assert cpu_gemm() == "blas"
     monkeypatch.setattr(linear_module, "_cpu_vendor", lambda: "AuthenticAMD")
     assert cpu_gemm() == ("onednn" if onednn_available() else "blas")
+    monkeypatch.setattr(linear_module, "_cpu_flags", lambda: frozenset({"avx2"}))  # MKL's AVX2 path is the CPU's
+    assert cpu_gemm() == "blas"
+    monkeypatch.setattr(linear_module, "_cpu_flags", lambda: avx512)
     monkeypatch.setattr(linear_module, "_cpu_vendor", lambda: "")  # not x86, or unreadable
     assert cpu_gemm() == "blas"
     with pytest.raises(ConfigError, match="train.cpu_gemm"):
@@ -151,3 +156,17 @@ def test_weight_grad_on_both_sides(n, k):
     w = linear_module._weight_grad(grad, x)  # (N, K)
     assert w.shape == (n, k) and w.is_contiguous()
     torch.testing.assert_close(w, grad.t() @ x, rtol=1e-5, atol=1e-4)
+
+
+def test_cpuinfo_fields_are_read_by_key(monkeypatch, tmp_path):
+    """`flags` is read from its own line, not from one that merely starts with the word (`vmx flags`)."""
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nflagsx\t: nope\nflags\t\t: fpu avx2 avx512f\n"
+                       "vmx flags\t: ept\nprocessor\t: 1\nflags\t\t: other\n")
+    real_path = linear_module.Path
+    monkeypatch.setattr(linear_module, "Path", lambda p: real_path(cpuinfo) if p == "/proc/cpuinfo" else real_path(p))
+    monkeypatch.setattr(linear_module.platform, "machine", lambda: "x86_64")
+    assert linear_module._cpuinfo_field("vendor_id") == "AuthenticAMD"
+    assert linear_module._cpuinfo_field("flags") == "fpu avx2 avx512f"
+    monkeypatch.setattr(linear_module.platform, "machine", lambda: "aarch64")
+    assert linear_module._cpuinfo_field("flags") == ""

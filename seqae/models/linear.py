@@ -2,15 +2,18 @@
 
 Dimension letters: M rows (every leading dimension flattened), K input width, N output width.
 
-torch's CPU fp32 `addmm`/`mm` call MKL's sgemm. On x86 CPUs not made by Intel (AMD EPYC here), MKL takes its
-AVX2 code path: a 2048² product at 180-195 GFLOP/s on 2 AMD EPYC cores, where oneDNN, which torch also ships
-and which picks its kernels from the instruction set alone, ran it at 388-442 GFLOP/s (benchmarks/README.md).
-The results are fp32 products in both (they differ in rounding only, about 1e-7 relative).
+torch's CPU fp32 `addmm`/`mm` call MKL's sgemm. On x86 CPUs not made by Intel, MKL takes its AVX2 code path even
+where the CPU has AVX-512: a 2048² product at 180-195 GFLOP/s on 2 AMD EPYC cores with AVX-512, where oneDNN, which
+torch also ships and which picks its kernels from the instruction set alone, ran it at 388-442 GFLOP/s
+(benchmarks/README.md). On a CPU without AVX-512 both run AVX2 kernels, and there MKL was the faster: on 2 AMD EPYC
+(Zen 3) cores, oneDNN's weight-gradient products (grad^T x, one operand a transposed view) ran at 74-110 GFLOP/s
+against MKL's 118-143 at the model's shapes, and the Transformer AE trained 1.24x faster on BLAS. The results are
+fp32 products in both (they differ in rounding only, about 1e-7 relative).
 
-`set_cpu_gemm("auto" | "blas" | "onednn")` chooses; "auto" (the default, and `train.cpu_gemm`'s) is oneDNN on
-x86 CPUs whose vendor is not Intel and BLAS elsewhere, a fixed choice for a given machine, so a resumed run on
-the same machine computes with the same kernels. Products of fewer than `MIN_ROWS` rows, inputs that are not
-fp32 (bf16 autocast included), other devices, and tracing or export always take `F.linear`.
+`set_cpu_gemm("auto" | "blas" | "onednn")` chooses; "auto" (the default, and `train.cpu_gemm`'s) is oneDNN on x86
+CPUs with AVX-512 whose vendor is not Intel, and BLAS elsewhere: a fixed choice for a given machine, so a resumed
+run on the same machine computes with the same kernels. Products of fewer than `MIN_ROWS` rows, inputs that are
+not fp32 (bf16 autocast included), other devices, and tracing or export always take `F.linear`.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ def set_cpu_gemm(choice: str) -> None:
 def cpu_gemm() -> str:
     """The GEMM in force, "blas" or "onednn" ("auto" resolved for this machine)."""
     if _choice == "auto":
-        return "onednn" if onednn_available() and _cpu_vendor() not in ("GenuineIntel", "") else "blas"
+        mkl_narrow = _cpu_vendor() not in ("GenuineIntel", "") and "avx512f" in _cpu_flags()
+        return "onednn" if mkl_narrow and onednn_available() else "blas"
     return _choice
 
 
@@ -60,11 +64,22 @@ def onednn_available() -> bool:
 @functools.cache
 def _cpu_vendor() -> str:
     """x86 vendor string ("GenuineIntel", "AuthenticAMD", ...); "" on other machines or when it cannot be read."""
+    return _cpuinfo_field("vendor_id")
+
+
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
+    """The x86 CPU's feature flags ("avx2", "avx512f", ...); empty on other machines or when they cannot be read."""
+    return frozenset(_cpuinfo_field("flags").split())
+
+
+def _cpuinfo_field(key: str) -> str:
+    """The first `key` line's value in /proc/cpuinfo on x86; "" elsewhere or when it cannot be read."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("vendor_id"):
+            if line.startswith(key) and line[len(key):].lstrip().startswith(":"):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
