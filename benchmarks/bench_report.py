@@ -242,6 +242,9 @@ def _proposals(proposals: dict[str, Any] | None) -> list[str]:
     for name, r in proposals.items():
         if not isinstance(r, dict):
             continue
+        if "skipped" in r:
+            lines.append(f"| {name} | skipped: {r['skipped']} | | | | |")
+            continue
         rel = r.get("max_rel_loss_diff")
         steps = r.get("curve_steps_compared")
         diff = (f"{rel:.2e} over {steps} steps" if rel is not None else "—") if r.get("curve_comparable") \

@@ -293,7 +293,7 @@ def run_gemm(sizes: Sizes, threads: int, *, shapes: list[tuple[int, int, int]] |
     n = sizes.gemm_n
     window = 2.0 if n >= 1024 else 0.05  # seconds per measurement; the quick sizes only smoke-test
     out: dict[str, Any] = {"n": n, **_fp32_rates(n, n, n, window),
-                           "bf16_gflops": _gemm_rate(n, n, n, torch.bfloat16, min_seconds=window)}
+                           "bf16_gflops": _gemm_rate(n, n, n, torch.bfloat16, min_seconds=window, kernel="linear")}
     if shapes is None:
         rows = sizes.batch * 22  # a batch of fortunes sentences: about 22 tokens each
         w, ff, v = sizes.width, sizes.ff, sizes.vocab
@@ -328,7 +328,9 @@ def _probe_gemm(sizes: Sizes) -> float:
 def _gemm_rate(m: int, k: int, n: int, dtype: torch.dtype, *, min_seconds: float = 0.5, kernel: str = "blas") -> float:
     """GFLOP/s of (m, k) @ (k, n): the best of about 16 timing windows spread over `min_seconds` (on a shared
     machine the best window is the one least disturbed by other processes). `kernel`: "blas" is `torch.mm`;
-    "onednn" is oneDNN's linear kernel with the second operand stored as (n, k), as seqae's layers call it."""
+    "onednn" is oneDNN's linear kernel with the second operand stored as (n, k), as seqae's layers call it;
+    "linear" is `F.linear` with that layout, as autocast's bf16 linear layers run (on a CPU without bf16
+    arithmetic, AMD EPYC Zen 3, a bf16 `torch.mm` of two row-major operands ran at 1 GFLOP/s, this one at 10-19)."""
     a = torch.randn(m, k).to(dtype)
     if kernel == "onednn":
         from seqae.models.linear import _onednn
@@ -337,6 +339,11 @@ def _gemm_rate(m: int, k: int, n: int, dtype: torch.dtype, *, min_seconds: float
 
         def product() -> torch.Tensor:
             return _onednn(a, b)
+    elif kernel == "linear":
+        b = torch.randn(n, k).to(dtype)
+
+        def product() -> torch.Tensor:
+            return torch.nn.functional.linear(a, b)
     else:
         b = torch.randn(k, n).to(dtype)
 

@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from seqae.checkpoint import load_latest, save_checkpoint
 from seqae.config import Config, ConfigError, load_config_dict, to_dict
 from seqae.data.batching import TokenBudgetBatcher
 from seqae.distributed import World
-from seqae.models.linear import set_cpu_gemm
+from seqae.models.linear import BF16_SLOW, bf16_slowdown, set_cpu_gemm
 
 
 def lr_at(step: int, cfg) -> float:
@@ -135,6 +136,16 @@ class TrainingError(RuntimeError):
     """Training cannot go on (e.g. non-finite losses step after step); the last good checkpoint is intact."""
 
 
+def _warn_if_bf16_is_slow() -> None:
+    """`train.precision: bf16` on a CPU without bf16 arithmetic trains several times slower than fp32: say so."""
+    slowdown = bf16_slowdown()
+    if slowdown > BF16_SLOW:
+        warnings.warn(f"train.precision: bf16: this CPU ran a bf16 matrix product {slowdown:.1f}x slower than fp32 "
+                      "(no bf16 instructions such as AVX-512 BF16 or AMX), so bf16 training will be much slower "
+                      "than fp32 here (30x for the benchmark's Transformer AE on such a CPU); use "
+                      "train.precision: fp32", RuntimeWarning, stacklevel=3)
+
+
 class Trainer:
     """One run: set-up and resume, the step, logging, evaluation and checkpoints."""
 
@@ -153,6 +164,8 @@ class Trainer:
         except ValueError as err:
             raise ConfigError(f"train.cpu_gemm: {err}") from None
         set_cpu_malloc(self.t.cpu_malloc)
+        if self.t.precision == "bf16":
+            _warn_if_bf16_is_slow()
         torch.manual_seed(self.t.seed)
         if not world.is_main:
             distributed.barrier(world)  # rank 0 prepares the run directory (tokenizer, feature cache) first

@@ -48,6 +48,9 @@ def test_quick_suite_writes_required_keys(offline, tmp_path, monkeypatch):
     import bench_peer
 
     monkeypatch.setattr(bench_peer, "peer_version", lambda: None)  # as on a machine without the bench extra
+    import seqae.models.linear as linear_module
+
+    monkeypatch.setattr(linear_module, "bf16_slowdown", lambda: 1.0)  # bf16 is timed on any CPU (skip: below)
     run.main(["--quick", "--out", str(tmp_path / "out")])
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     for key in REQUIRED:
@@ -102,6 +105,32 @@ def test_quick_suite_writes_required_keys(offline, tmp_path, monkeypatch):
     for key in results["goals"]:
         assert f"`{key}`" in md
     assert "| keep |" in md and "| default |" in md
+
+
+def test_bf16_candidate_is_skipped_with_its_reason_where_bf16_is_slow(offline, tmp_path, monkeypatch):
+    """On a CPU without bf16 arithmetic the bf16 candidate is not run (its steps took 30x fp32's); the others are,
+    and the report says why the row is empty."""
+    import bench_proposals
+    import bench_report
+
+    import seqae.models.linear as linear_module
+
+    monkeypatch.setattr(linear_module, "bf16_slowdown", lambda: 9.5)
+    ran = []
+
+    def fake_variant(config, run_dir, sizes, **flags):
+        ran.append(run_dir.name)
+        return {"sentences_per_s": 10.0, "losses": [1.0, 0.5], "batch_share": 0.0, "optimizer_share": 0.0,
+                "cpu_gemm": "blas"}
+
+    monkeypatch.setattr(bench_proposals, "run_variant", fake_variant)
+    results = bench_proposals.run_proposals(lambda: None, tmp_path, sizes=None)
+    assert ran == [name for name in bench_proposals.VARIANTS if name != "bf16_autocast"]
+    assert results["bf16_autocast"] == {"skipped": "a bf16 matrix product ran 9.5x slower than fp32 on this CPU "
+                                                   "(no bf16 arithmetic)", "bf16_slowdown": 9.5}
+    assert results["foreach_adamw"]["speedup"] == 1.0 and results["foreach_adamw"]["max_rel_loss_diff"] == 0.0
+    rows = bench_report._proposals(results)
+    assert "| bf16_autocast | skipped: a bf16 matrix product ran 9.5x slower than fp32 on this CPU" in "\n".join(rows)
 
 
 def test_per_token_params_leave_out_what_runs_once_per_sequence(offline):

@@ -186,6 +186,24 @@ def test_bf16_autocast_follows_the_fp32_loss_curve(repo, tmp_path, arch):
         assert b == pytest.approx(a, rel=0.02)
 
 
+def test_bf16_on_a_cpu_without_bf16_arithmetic_is_flagged(repo, tmp_path, monkeypatch):
+    """A CPU that converts bf16 in software trains slower in bf16 than in fp32: the Trainer says so, naming the
+    key, and trains all the same; fp32, or bf16 where it is fast, is not flagged."""
+    import seqae.train as train_module
+    from seqae.models.linear import bf16_slowdown
+
+    assert 0 < bf16_slowdown() < float("inf")  # the real measurement, whatever this CPU does
+    monkeypatch.setattr(train_module, "bf16_slowdown", lambda: 9.5)
+    with pytest.warns(RuntimeWarning, match=r"train.precision: bf16: .* 9.5x slower than fp32"):
+        pretrain(tiny_config(repo, precision="bf16", max_steps=2), tmp_path / "slow")
+    assert len(losses(tmp_path / "slow")) == 2
+    monkeypatch.setattr(train_module, "bf16_slowdown", lambda: 0.7)
+    for precision in ("bf16", "fp32"):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message="train.precision")
+            pretrain(tiny_config(repo, precision=precision, max_steps=2), tmp_path / precision)
+
+
 def test_resume_drops_a_log_line_cut_short_and_stale_partial_checkpoints(repo, tmp_path, capsys):
     config = tiny_config(repo)
     pretrain(config, tmp_path / "reference")

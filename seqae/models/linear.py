@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import platform
+import time
 from pathlib import Path
 
 import torch
@@ -178,3 +179,28 @@ class Linear(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         return linear(x, self.weight, self.bias)
+
+
+BF16_SLOW = 4.0
+"""A bf16 product this many times slower than fp32 means the CPU has no bf16 arithmetic (AVX-512 BF16, AMX) and
+torch converts in software: on 2 AMD EPYC (Zen 3) cores bf16 linear products ran at 10-19 GFLOP/s against 80-150
+for fp32 at the benchmark model's shapes (7-11x slower at 256 x 256 x 256; a bf16 `torch.mm` of two row-major
+operands, as in a backward pass, ran at 1), and a training step of its Transformer AE took 21 s in bf16 against
+0.6-0.7 s in fp32; on an Intel Xeon with AMX bf16 autocast trained it 1.31-1.61x faster than fp32."""
+
+
+def bf16_slowdown(rows: int = 256, width: int = 256, *, repeats: int = 5) -> float:
+    """How many times longer a [rows, width] x [width, width] bf16 `F.linear` takes than the fp32 one on this CPU,
+    the best of `repeats` calls each after a warm-up of both (a few milliseconds in all)."""
+    operands = {dtype: (torch.randn(rows, width, dtype=dtype), torch.randn(width, width, dtype=dtype))
+                for dtype in (torch.float32, torch.bfloat16)}
+    for x, weight in operands.values():
+        F.linear(x, weight)  # warm-up: the thread pool and the kernels' first-call set-up
+    best = {}
+    for dtype, (x, weight) in operands.items():
+        best[dtype] = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            F.linear(x, weight)
+            best[dtype] = min(best[dtype], time.perf_counter() - start)
+    return best[torch.bfloat16] / max(best[torch.float32], 1e-9)
