@@ -129,10 +129,9 @@ def run_proposals(make_config, workdir: Path, sizes: Sizes) -> dict[str, Any]:
     from seqae.models.linear import BF16_SLOW, bf16_slowdown
 
     slowdown = bf16_slowdown()
-    skipped = {"bf16_autocast": {"skipped": f"a bf16 matrix product ran {slowdown:.1f}x slower than fp32 on this "
-                                            "CPU (no bf16 arithmetic)", "bf16_slowdown": slowdown}}
-    if slowdown <= BF16_SLOW:
-        skipped = {}
+    skipped = {} if slowdown <= BF16_SLOW else {"bf16_autocast": {
+        "skipped": f"a bf16 matrix product ran {slowdown:.1f}x slower than fp32 on this CPU (no bf16 arithmetic)",
+        "bf16_slowdown": slowdown}}
     results = {name: skipped.get(name) or run_variant(make_config(), workdir / name, sizes, **flags,
                                                       curve=name == "baseline" or name in SAME_CURVE)
                for name, flags in VARIANTS.items()}
