@@ -216,23 +216,29 @@ def profile_steps(step, *, steps: int) -> dict[str, Any]:
     """Where a training step's time goes (torch.profiler, main-thread self times) and the GEMMs' own speed.
 
     Groups: GEMMs (aten's, and the oneDNN linear kernel of seqae's layers, whose FLOPs the profiler does not count:
-    they are counted from the recorded shapes); dropout masks (`bernoulli_`, torch's CPU dropout draw, and seqae's `dropout_mask` outside
-    the ops it calls: numpy's draws); fused attention kernels (SDPA with dropout in training takes the unfused
-    math path, whose matmuls then count as GEMMs); optimizer kernels; the autograd engine's own time; every
-    other op; and time outside any op (Python, batch building)."""
+    they are counted from the recorded shapes); dropout masks (`bernoulli_`, torch's CPU dropout draw, seqae's
+    `dropout_mask` outside the ops it calls: numpy's draws, and seqae's compiled kernel, which draws and applies
+    the mask in one pass, forward and backward: `seqae.models.native`); fused attention kernels (SDPA with
+    dropout in training takes the unfused math path, whose matmuls then count as GEMMs); optimizer kernels; the
+    autograd engine's own time; every other op; and time outside any op (Python, batch building)."""
     from torch.profiler import record_function
 
     import seqae.models.layers as layers
+    import seqae.models.native as native
 
-    def annotated_mask(*args, **kwargs):
-        with record_function("seqae::dropout_mask"):
-            return unpatched_mask(*args, **kwargs)
+    def annotated(name, function):
+        def run(*args, **kwargs):
+            with record_function(name):
+                return function(*args, **kwargs)
+        return run
 
-    unpatched_mask, layers.dropout_mask = layers.dropout_mask, annotated_mask
+    unpatched = layers.dropout_mask, native.dropout
+    layers.dropout_mask = annotated("seqae::dropout_mask", unpatched[0])
+    native.dropout = annotated("seqae::native_dropout", unpatched[1])
     try:
         return _profile(step, steps)
     finally:
-        layers.dropout_mask = unpatched_mask
+        layers.dropout_mask, native.dropout = unpatched
 
 
 def _profile(step, steps: int) -> dict[str, Any]:
@@ -259,7 +265,7 @@ def _profile(step, steps: int) -> dict[str, Any]:
             groups["gemm"] += seconds
             flops = _onednn_flops(e.input_shapes, e.count) if name == ONEDNN_LINEAR else e.flops
             gemm_flops += flops or 0
-        elif "bernoulli" in name or name == "seqae::dropout_mask":
+        elif "bernoulli" in name or name in ("seqae::dropout_mask", "seqae::native_dropout"):
             groups["dropout_masks"] += seconds
         elif "scaled_dot_product" in name or "flash_attention" in name:
             groups["attention_kernels"] += seconds

@@ -437,7 +437,7 @@ def test_fast_dropout_rate_scale_and_gradient():
 def test_attention_with_dropout_matches_sdpa(causal):
     """The written-out training attention is SDPA's: equal with p = 0 (a mask of ones), and with p > 0 each
     probability is either dropped or scaled by 1/(1-p) (compared by recomputing with the same seed)."""
-    from seqae.models.layers import attention_with_dropout, dropout_mask, lengths_to_mask
+    from seqae.models.layers import attention_with_dropout, dropout, lengths_to_mask
 
     torch.manual_seed(0)
     q, k, v = (torch.randn(3, 2, 5, 4, requires_grad=True) for _ in range(3))
@@ -448,7 +448,7 @@ def test_attention_with_dropout_matches_sdpa(causal):
     torch.manual_seed(1)
     dropped = attention_with_dropout(q, k, v, mask, causal, 0.5)
     torch.manual_seed(1)
-    keep = dropout_mask((3, 2, 5, 5), 0.5)
+    keep = dropout(torch.ones(3, 2, 5, 5), 0.5)  # the same seed: the same decisions
     probs = torch.softmax(torch.matmul(q, k.transpose(-2, -1)) / 2 + (0 if mask is None else (~mask) * -1e9)
                           + (torch.ones(5, 5).triu(1) * -1e9 if causal else 0), dim=-1)
     assert torch.allclose(dropped, torch.matmul(probs * keep, v), atol=1e-5)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seqae.models import native
 from seqae.models.linear import Linear, linear
 
 
@@ -39,11 +40,43 @@ def dropout_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dty
     return mask.mul_(1.0 / (1.0 - p))
 
 
+class _NativeDropout(torch.autograd.Function):
+    """x -> x * keep / (1 - p) on seqae's compiled kernel (seqae.models.native); the backward pass recomputes the
+    same decisions from the seed instead of keeping a mask."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, p: float) -> Tensor:
+        ctx.seed, ctx.p = int(torch.randint(0, 2**63 - 1, ())), p  # from torch's generator: manual_seed fixes it
+        return native.dropout(x, ctx.seed, p)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        if torch.is_grad_enabled():  # a double backward (the contractive penalty): a differentiable product
+            return grad * native.dropout(torch.ones_like(grad), ctx.seed, ctx.p), None
+        return native.dropout(grad, ctx.seed, ctx.p), None
+
+
+def dropout(x: Tensor, p: float) -> Tensor:
+    """Training-time dropout of `x` with probability `p` (0 <= p < 1), for any device.
+
+    CPU fp32 tensors take seqae's compiled one-pass kernel where it could be built (`_NativeDropout`); other CPU
+    tensors, and all where it could not, a numpy-drawn mask (`dropout_mask`); other devices `F.dropout`. On the
+    benchmark's Transformer AE (2 Intel Xeon cores) dropout 0.1 added 30-32 ms to a forward and backward pass of
+    236-244 ms with the kernel, 48-52 ms with numpy's masks (benchmarks/README.md)."""
+    if p == 0.0:
+        return x
+    if x.device.type != "cpu":
+        return F.dropout(x, p, training=True)
+    if x.dtype == torch.float32 and native.available():
+        return _NativeDropout.apply(x, p)
+    return x * dropout_mask(x.shape, p, x.dtype)
+
+
 class Dropout(nn.Module):
-    """`nn.Dropout` with a cheaper random mask on the CPU (`dropout_mask`); other devices use `F.dropout`.
+    """`nn.Dropout` computed by `dropout`: cheaper than torch's on the CPU, `F.dropout` on other devices.
 
     Dropout masks were 17% of a Transformer AE training step with torch's `bernoulli_` on the CPU, and the
-    mask's random draws still 9% after moving to 16-bit draws from `randint` (benchmarks/RESULTS.md).
+    mask's random draws still 9% after moving to 16-bit draws from `randint` (benchmarks/README.md).
     """
 
     def __init__(self, p: float) -> None:
@@ -55,9 +88,7 @@ class Dropout(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
-        if x.device.type != "cpu":
-            return F.dropout(x, self.p, training=True)
-        return x * dropout_mask(x.shape, self.p, x.dtype)
+        return dropout(x, self.p)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -78,7 +109,7 @@ def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None,
         T, S = scores.shape[-2:]
         scores = scores.masked_fill(torch.ones(T, S, dtype=torch.bool, device=q.device).triu(1), float("-inf"))
     probs = torch.softmax(scores, dim=-1)
-    return torch.matmul(probs * dropout_mask(probs.shape, p, probs.dtype), v)  # (B, H, T, K)
+    return torch.matmul(dropout(probs, p), v)  # (B, H, T, K)
 
 
 class MultiHeadAttention(nn.Module):
