@@ -134,3 +134,9 @@ def test_unwritable_cache_folder_falls_back_to_a_temporary_one(fresh_library, mo
     monkeypatch.setattr(native.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
     assert native.library() is not None
     assert list((tmp_path / "tmp").glob("seqae-native-*/dropout-*.so"))
+
+
+def test_missing_source_is_a_reason_not_a_traceback(fresh_library, monkeypatch, tmp_path):
+    monkeypatch.setattr(native, "SOURCE", tmp_path / "gone.c")
+    assert native.library() is None
+    assert native.unavailable_reason().startswith("cannot read the kernel's source"), native.unavailable_reason()

@@ -85,9 +85,14 @@ def library() -> ctypes.CDLL | None:
     if cc is None:
         _reason.append("no C compiler found ($CC, cc, gcc, clang)")
         return None
+    try:
+        source = SOURCE.read_text()
+    except OSError as e:
+        _reason.append(f"cannot read the kernel's source: {e}")
+        return None
     errors = []
     for flags in FLAGS:
-        key = hashlib.sha256("\0".join([SOURCE.read_text(), cc, *flags, _cpu_signature()]).encode()).hexdigest()
+        key = hashlib.sha256("\0".join([source, cc, *flags, _cpu_signature()]).encode()).hexdigest()
         for folder in _cache_dirs():
             target = folder / f"dropout-{key[:20]}.so"
             try:
