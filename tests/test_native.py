@@ -140,3 +140,17 @@ def test_missing_source_is_a_reason_not_a_traceback(fresh_library, monkeypatch, 
     monkeypatch.setattr(native, "SOURCE", tmp_path / "gone.c")
     assert native.library() is None
     assert native.unavailable_reason().startswith("cannot read the kernel's source"), native.unavailable_reason()
+
+
+@needs_kernel
+def test_bf16_drops_what_fp32_drops():
+    """Under bf16 autocast the dropout inputs are bf16: they get the kernel's decisions as a mask, so a bf16 run and
+    an fp32 run of the same seed drop the same elements (the loss-curve check compares precision, not masks)."""
+    x = torch.randn(37, 129)
+    torch.manual_seed(5)
+    fp32 = layers.dropout(x, 0.1)
+    torch.manual_seed(5)
+    bf16 = layers.dropout(x.bfloat16(), 0.1)
+    assert bf16.dtype == torch.bfloat16
+    assert torch.equal(fp32 == 0, bf16 == 0)
+    torch.testing.assert_close(bf16.float(), fp32, rtol=1e-2, atol=1e-2)
