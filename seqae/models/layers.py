@@ -61,9 +61,9 @@ def dropout(x: Tensor, p: float) -> Tensor:
 
     CPU fp32 tensors take seqae's compiled one-pass kernel where it could be built (`_NativeDropout`), other CPU
     tensors (bf16 under autocast) a mask of its decisions, and all where it could not a numpy-drawn mask
-    (`dropout_mask`); other devices `F.dropout`. On the
-    benchmark's Transformer AE (2 Intel Xeon cores) dropout 0.1 added 30-32 ms to a forward and backward pass of
-    236-244 ms with the kernel, 48-52 ms with numpy's masks (benchmarks/README.md)."""
+    (`dropout_mask`); other devices `F.dropout`. On the benchmark's Transformer AE (2 Intel Xeon cores) dropout 0.1
+    added 30-32 ms to a forward and backward pass of 236-244 ms with the kernel, 48-52 ms with numpy's masks
+    (benchmarks/README.md)."""
     if p == 0.0:
         return x
     if x.device.type != "cpu":
