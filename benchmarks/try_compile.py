@@ -4,8 +4,8 @@ Not part of `run.py` (compiling takes minutes). Trains the same model from the s
 fortunes sentences, eager and with `torch.compile(model.forward, dynamic=True)` (batch shapes vary with bucketing),
 and prints the time of 5 warm-up steps (compilation included) and of the 20 steps after them.
 
-seqae's CPU dropout draws its masks with numpy (seqae.models.layers.dropout_mask), which torch.compile cannot trace:
-every dropout is a graph break. `--dropout torch` swaps in `F.dropout` and SDPA's own dropout in both modes, so the
+seqae's CPU dropout runs a compiled kernel through ctypes, or draws numpy masks without one
+(seqae.models.layers.dropout), neither of which torch.compile can trace: every dropout is a graph break. `--dropout torch` swaps in `F.dropout` and SDPA's own dropout in both modes, so the
 compiled model is one graph; `--dropout none` turns dropout off in both (only to see what fusing the rest gains).
 """
 
