@@ -23,6 +23,12 @@ def lengths_to_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
+def _draw_seed() -> int:
+    """A 64-bit seed for one dropout call, drawn from torch's CPU generator: `torch.manual_seed` and the RNG state
+    saved in checkpoints fix every mask."""
+    return int(torch.randint(0, 2**63 - 1, ()))
+
+
 def dropout_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype = torch.float32) -> Tensor:
     """A CPU dropout mask of `shape`: 0 with probability `p` (rounded to a multiple of 1/65536), else 1/(1-p).
 
@@ -32,7 +38,7 @@ def dropout_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dty
     64×63×1024 mask took 4.2 ms instead of 11.8 ms with torch's `randint`, compare and cast (2 threads).
     """
     n = math.prod(shape)
-    seed = int(torch.randint(0, 2**63 - 1, ()))
+    seed = _draw_seed()
     words = np.random.Generator(np.random.SFC64(seed)).bit_generator.random_raw((n + 3) // 4)  # 4 × 16 bits each
     bits = torch.from_numpy(words.view(np.int16)[:n]).view(shape)
     mask = torch.empty(shape, dtype=dtype)
@@ -46,13 +52,13 @@ class _NativeDropout(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, p: float) -> Tensor:
-        ctx.seed, ctx.p = int(torch.randint(0, 2**63 - 1, ())), p  # from torch's generator: manual_seed fixes it
+        ctx.seed, ctx.p = _draw_seed(), p
         return native.dropout(x, ctx.seed, p)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
         if torch.is_grad_enabled():  # a double backward (the contractive penalty): a differentiable product
-            return grad * native.dropout(torch.ones_like(grad), ctx.seed, ctx.p), None
+            return grad * native.mask(grad.shape, ctx.seed, ctx.p), None
         return native.dropout(grad, ctx.seed, ctx.p), None
 
 
@@ -73,8 +79,7 @@ def dropout(x: Tensor, p: float) -> Tensor:
     if x.dtype == torch.float32:
         return _NativeDropout.apply(x, p)
     # bf16 under autocast: the kernel's decisions as a mask, so that a bf16 run drops what an fp32 one would
-    seed = int(torch.randint(0, 2**63 - 1, ()))
-    return x * native.dropout(torch.ones(x.shape), seed, p).to(x.dtype)
+    return x * native.mask(x.shape, _draw_seed(), p).to(x.dtype)
 
 
 class Dropout(nn.Module):

@@ -142,3 +142,8 @@ def dropout(x: Tensor, seed: int, p: float) -> Tensor:
     y = torch.empty_like(x)
     lib.seqae_dropout(x.data_ptr(), y.data_ptr(), x.numel(), seed & (2**64 - 1), threshold(p), 1.0 / (1.0 - p))
     return y
+
+
+def mask(shape: torch.Size | tuple[int, ...], seed: int, p: float) -> Tensor:
+    """The fp32 mask (0 or 1/(1-p)) of `dropout`'s decisions for `seed` on a tensor of `shape`."""
+    return dropout(torch.ones(shape), seed, p)
