@@ -67,6 +67,19 @@ def _best_of(fn, repeats: int) -> tuple[float, Any]:
     return best, out
 
 
+def _alternating(fns: dict[str, Any], repeats: int) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Time each of `fns` `repeats` times, taking turns, so that a slow minute on a shared machine slows both sides
+    of a ratio and not one: the seconds of every call, and each function's last result."""
+    seconds: dict[str, list[float]] = {name: [] for name in fns}
+    outs: dict[str, Any] = {}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            with Stopwatch() as watch:
+                outs[name] = fn()
+            seconds[name].append(watch.seconds)
+    return seconds, outs
+
+
 def run_decode(sizes: Sizes, threads: int) -> dict[str, Any]:
     """Per length: seconds for cached and uncached greedy decoding (best of a few), their ratio, and whether
     both produced the same tokens; then beam search vs greedy at the middle length."""
@@ -78,13 +91,16 @@ def run_decode(sizes: Sizes, threads: int) -> dict[str, Any]:
     z = torch.randn(sizes.decode_batch, sizes.width, generator=torch.Generator().manual_seed(0))  # (B, Z)
     out: dict[str, Any] = {"batch": sizes.decode_batch, "lengths": {}}
     for length in sizes.decode_lengths:
-        repeats = 3 if length <= 64 else 1
-        cached_s, (cached, _) = _best_of(lambda: greedy_decode(fast, z, max_len=length), repeats)
-        uncached_s, uncached = _best_of(lambda: uncached_greedy(model, z, length), repeats)
+        repeats = 5 if length <= 64 else 1
+        seconds, outs = _alternating({"cached": lambda: greedy_decode(fast, z, max_len=length)[0],
+                                      "uncached": lambda: uncached_greedy(model, z, length)}, repeats)
+        cached_s, uncached_s = min(seconds["cached"]), min(seconds["uncached"])
         out["lengths"][str(length)] = {
             "cached_s": cached_s, "uncached_s": uncached_s, "speedup": uncached_s / max(cached_s, 1e-9),
             "cached_tokens_per_s": sizes.decode_batch * (length - 1) / max(cached_s, 1e-9),
-            "same_tokens": bool(torch.equal(cached, uncached))}
+            "cached_every_s": [round(s, 4) for s in seconds["cached"]],
+            "uncached_every_s": [round(s, 4) for s in seconds["uncached"]],
+            "same_tokens": bool(torch.equal(outs["cached"], outs["uncached"]))}
     length = 64 if 64 in sizes.decode_lengths else sizes.decode_lengths[-1]
     greedy_s, _ = _best_of(lambda: greedy_decode(fast, z, max_len=length), 3)
     beam_s, _ = _best_of(lambda: beam_search(fast, z, beam_size=sizes.beam, max_len=length), 3)

@@ -18,6 +18,7 @@ import torch
 from seqae.config import ModelConfig
 from seqae.generate import beam_search, greedy_decode
 from seqae.models.builder import build_token_autoencoder
+from seqae.models.layers import MultiHeadAttention
 
 PAD, BOS, EOS = 0, 2, 3
 DECODERS = ["gru", "lstm", "transformer"]
@@ -32,11 +33,11 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def random_model(decoder: str, *, seed: int, vocab: int = 11, z_dim: int = 8):
+def random_model(decoder: str, *, seed: int, vocab: int = 11, z_dim: int = 8, memory_slots: int = 3):
     """A small random autoencoder in eval mode; its decoder is what generation exercises."""
     torch.manual_seed(seed)
     cfg = ModelConfig(encoder="gru", decoder=decoder, embed_dim=16, hidden_dim=16, decoder_dim=16, num_heads=2,
-                      ff_dim=32, bottleneck_dim=z_dim, memory_slots=3, decoder_layers=2, dropout=0.0,
+                      ff_dim=32, bottleneck_dim=z_dim, memory_slots=memory_slots, decoder_layers=2, dropout=0.0,
                       max_positions=64)
     return build_token_autoencoder(cfg, vocab).eval()
 
@@ -302,7 +303,8 @@ def test_exhaustive_beam_finds_the_best_sequence(decoder, penalty):
 def uncached_greedy(model, z: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Greedy decoding that recomputes the full decoder on the whole prefix at every step (no cache).
 
-    Returns tokens [B, 1 + steps] and the log-probs [B, steps, V] each step chose from. No early stop.
+    Returns tokens [B, 1 + steps] and the log-probs [B, steps, V] each step chose from (pad never chosen). No
+    early stop.
     """
     tokens = torch.full((z.shape[0], 1), BOS, dtype=torch.long)
     all_log_probs = []
@@ -311,14 +313,19 @@ def uncached_greedy(model, z: torch.Tensor, steps: int) -> tuple[torch.Tensor, t
             h = model.decoder(model.embedding(tokens), z)  # (B, t, D)
             log_probs = torch.log_softmax(model.logits(h[:, -1]).float(), dim=-1)  # (B, V)
             all_log_probs.append(log_probs)
-            tokens = torch.cat([tokens, log_probs.argmax(-1, keepdim=True)], dim=1)
+            choice = log_probs.clone()
+            choice[:, PAD] = float("-inf")  # as greedy_decode: pad only ever follows eos
+            tokens = torch.cat([tokens, choice.argmax(-1, keepdim=True)], dim=1)
     return tokens, torch.stack(all_log_probs, dim=1)
 
 
-def test_transformer_cached_decoding_equals_uncached():
-    model = random_model("transformer", seed=6)
+@pytest.mark.parametrize("memory_slots", [1, 3])
+def test_transformer_cached_decoding_equals_uncached(memory_slots):
+    """40 steps: the self-attention caches outgrow their first buffers (16 positions, then 32); with one memory
+    slot cross-attention's output is computed once and reused."""
+    model = random_model("transformer", seed=6, memory_slots=memory_slots)
     z = random_z(4, seed=6)
-    steps = 9
+    steps = 40
     ref_tokens, ref_log_probs = uncached_greedy(model, z, steps)
     # The cached path: model.start/step fed the tokens the uncached path chose, one at a time.
     state = model.start(z)
@@ -328,10 +335,44 @@ def test_transformer_cached_decoding_equals_uncached():
             log_probs, state = model.step(ref_tokens[:, t], state)
             cached_log_probs.append(log_probs)
     cached = torch.stack(cached_log_probs, dim=1)  # (B, steps, V)
-    assert torch.equal(cached.argmax(-1), ref_tokens[:, 1:])
+    assert torch.equal(cached.index_fill(-1, torch.tensor([PAD]), float("-inf")).argmax(-1), ref_tokens[:, 1:])
     torch.testing.assert_close(cached, ref_log_probs, atol=1e-5, rtol=1e-5)
     # greedy_decode (cached) picks the same tokens up to each row's eos.
     tokens, lengths = greedy_decode(model, z, max_len=steps + 1)
     for b in range(4):
         n = int(lengths[b])
         assert tokens[b, :n].tolist() == ref_tokens[b, :n].tolist()
+
+
+def test_beam_search_reorders_growing_caches():
+    """Beam search over 40 steps on a one-slot Transformer decoder: the cache buffers are reordered between steps and
+    regrown; each row searched alone gives the same result, and beam 1 is greedy."""
+    model = random_model("transformer", seed=7, memory_slots=1)
+    with torch.no_grad():
+        model.out_bias[EOS] = -30.0  # full-length hypotheses, so the caches grow past 32 positions
+    z = random_z(3, seed=7)
+    tokens, lengths = beam_search(model, z, beam_size=3, max_len=40)
+    check_layout(tokens, lengths, max_len=40)
+    assert tokens.shape[1] == 40
+    alone = [trimmed(*beam_search(model, z[b: b + 1], beam_size=3, max_len=40))[0] for b in range(3)]
+    assert trimmed(tokens, lengths) == alone
+    assert torch.equal(beam_search(model, z, beam_size=1, max_len=40)[0], greedy_decode(model, z, max_len=40)[0])
+
+
+def test_cross_attention_to_one_slot_skips_the_softmax_exactly():
+    """Over a single key the attention weight is 1: in eval mode the layer returns out(v) without computing q, and
+    that equals the full attention (the training-mode path, dropout 0), for every query position."""
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(16, 2, dropout=0.0, cross=True)
+    x, memory = torch.randn(3, 5, 16), torch.randn(3, 1, 16)  # (B, T, D), (B, S=1, D)
+    full = attn.train()(x, memory=memory)
+    short = attn.eval()(x, memory=memory)
+    assert short.shape == (3, 5, 16)
+    torch.testing.assert_close(short, full, atol=1e-6, rtol=1e-6)
+    cache: dict = {}
+    torch.testing.assert_close(attn(x[:, :1], memory=memory, cache=cache), full[:, :1], atol=1e-6, rtol=1e-6)
+    assert "out" in cache
+    torch.testing.assert_close(attn(x[:, 1:2], memory=memory, cache=cache), full[:, 1:2], atol=1e-6, rtol=1e-6)
+    # with a key mask (or more than one slot) the layer takes the full path
+    masked = attn(x, memory=memory, key_mask=torch.ones(3, 1, dtype=torch.bool))
+    torch.testing.assert_close(masked, full, atol=1e-6, rtol=1e-6)

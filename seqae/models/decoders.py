@@ -121,8 +121,8 @@ class TransformerDecoder(nn.Module):
 
     @staticmethod
     def reorder(state: State, index: Tensor) -> State:
-        def pick(t: Tensor | None) -> Tensor | None:
-            return None if t is None else t.index_select(0, index)
+        def pick(t):  # tensors follow their hypothesis; None and a cache's length stay
+            return t.index_select(0, index) if isinstance(t, Tensor) else t
 
         caches = [{part: {k: pick(v) for k, v in kv.items()} for part, kv in cache.items()}
                   for cache in state["caches"]]

@@ -122,6 +122,27 @@ def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None,
     return torch.matmul(dropout(probs, p), v)  # (B, H, T, K)
 
 
+def _extend_cache(cache: dict, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """Append one block of keys and values (k, v: [B, H, T, K]) to a self-attention cache; returns the whole prefix
+    so far as views [B, H, S, K] of the cache's buffers.
+
+    The buffers grow by doubling, so a decoding step writes only its own rows: concatenating the prefix with each
+    new step (as before) copied it every time, O(L²) over L steps."""
+    B, H, T, K = k.shape
+    n = cache.get("len", 0)
+    if "k_buf" not in cache or n + T > cache["k_buf"].shape[2]:
+        capacity = max(2 * n, n + T, 16)
+        for name, new in (("k_buf", k), ("v_buf", v)):
+            buf = new.new_empty(B, H, capacity, K)
+            if n:
+                buf[:, :, :n] = cache[name][:, :, :n]
+            cache[name] = buf
+    cache["k_buf"][:, :, n: n + T] = k
+    cache["v_buf"][:, :, n: n + T] = v
+    cache["len"] = n + T
+    return cache["k_buf"][:, :, : n + T], cache["v_buf"][:, :, : n + T]
+
+
 class MultiHeadAttention(nn.Module):
     """Self- or cross-attention. With `cache`, keys/values of earlier steps are kept and extended."""
 
@@ -143,27 +164,33 @@ class MultiHeadAttention(nn.Module):
         """x: [B, T, D]; memory: [B, S, D] for cross-attention; key_mask: [B, S]. Returns [B, T, D].
 
         `cache` (a dict, mutated): for self-attention it accumulates keys/values of the steps seen so far, so
-        a step of one query attends to the whole prefix; for cross-attention it holds the memory's keys/values.
+        a step of one query attends to the whole prefix; for cross-attention it holds the memory's keys/values
+        (and, for a memory of one slot, the attention's output, which is then the same at every step).
         """
         B, T, D = x.shape
         if self.cross:
-            q = self._split(self.q(x))  # (B, H, T, K)
+            if cache is not None and "out" in cache:
+                return cache["out"].expand(B, T, D)
             if cache is not None and "k" in cache:
                 k, v = cache["k"], cache["v"]
             else:
                 k, v = (self._split(t) for t in self.kv(memory).chunk(2, dim=-1))  # (B, H, S, K) each
+            if cache is not None:
+                cache["k"], cache["v"] = k, v
+            if k.shape[2] == 1 and key_mask is None and not self.training:
+                # One key: its softmax weight is exactly 1, so every query reads v and q is not needed
+                y = self.out(v.transpose(1, 2).reshape(B, 1, D))  # (B, 1, D)
+                if cache is not None:
+                    cache["out"] = y
+                return y.expand(B, T, D)
+            q = self._split(self.q(x))  # (B, H, T, K)
         elif cache is None:
             # q, k and v in one product: x is read once, and transposed once for the weight gradient
             weight, bias = torch.cat([self.q.weight, self.kv.weight]), torch.cat([self.q.bias, self.kv.bias])
             q, k, v = (self._split(t) for t in linear(x, weight, bias).chunk(3, dim=-1))  # (B, H, T, K) each
         else:  # a decoding step: a few rows, where concatenating the weights would cost more than it saves
             q = self._split(self.q(x))  # (B, H, T, K)
-            k, v = (self._split(t) for t in self.kv(x).chunk(2, dim=-1))
-            if "k" in cache:
-                k = torch.cat([cache["k"], k], dim=2)  # (B, H, S, K): the prefix, then this block
-                v = torch.cat([cache["v"], v], dim=2)
-        if cache is not None:
-            cache["k"], cache["v"] = k, v
+            k, v = _extend_cache(cache, *(self._split(t) for t in self.kv(x).chunk(2, dim=-1)))  # (B, H, S, K)
         mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, S)
         is_causal = causal and T > 1
         if is_causal and k.shape[2] != T:  # a block of queries after a cached prefix
