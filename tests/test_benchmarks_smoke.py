@@ -73,7 +73,10 @@ def test_quick_suite_writes_required_keys(offline, tmp_path, monkeypatch):
     assert 0 < tt["per_token_params"] < tt["matmul_params"]  # MFU's N: the per-token ones
     assert results["mfu_transformer_all_params"] == pytest.approx(
         results["mfu_transformer"] * tt["matmul_params"] / tt["per_token_params"])
-    assert configs["decode"]["lengths"]["64"]["same_tokens"] is True  # cached and uncached decode agree
+    decode = configs["decode"]["lengths"]["64"]
+    assert decode["same_tokens"] is True  # cached and uncached decode agree
+    assert len(decode["cached_every_s"]) == len(decode["uncached_every_s"]) == 5  # taking turns, best of each
+    assert decode["cached_s"] == pytest.approx(min(decode["cached_every_s"]), abs=1e-4)
     epochs = configs["features"]["cached_epochs"]
     files = configs["features"]["files"]  # every file a miss, their features computed 32 files a call
     assert epochs[0]["cache_misses"] == files and epochs[0]["feature_calls"] == -(-files // 32)
