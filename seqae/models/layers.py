@@ -175,14 +175,14 @@ class MultiHeadAttention(nn.Module):
                 k, v = cache["k"], cache["v"]
             else:
                 k, v = (self._split(t) for t in self.kv(memory).chunk(2, dim=-1))  # (B, H, S, K) each
-            if cache is not None:
-                cache["k"], cache["v"] = k, v
             if k.shape[2] == 1 and key_mask is None and not self.training:
                 # One key: its softmax weight is exactly 1, so every query reads v and q is not needed
                 y = self.out(v.transpose(1, 2).reshape(B, 1, D))  # (B, 1, D)
                 if cache is not None:
-                    cache["out"] = y
+                    cache["out"] = y  # all later steps need (k and v are not kept, nor reordered by beam search)
                 return y.expand(B, T, D)
+            if cache is not None:
+                cache["k"], cache["v"] = k, v
             q = self._split(self.q(x))  # (B, H, T, K)
         elif cache is None:
             # q, k and v in one product: x is read once, and transposed once for the weight gradient
