@@ -327,7 +327,7 @@ def _training_model(run_dir: Path) -> tuple[Config, nn.Module, int, Tokenizer | 
         from seqae.tasks.speech import build_extractor  # here: it imports the whole speech data pipeline
 
         extractor = build_extractor(config)
-        model = build_frame_autoencoder(config.model, extractor.feature_dim)
+        model = build_frame_autoencoder(config.model, extractor.feature_dim, regularize=config.regularize)
         if config.features.cmvn:
             stored = _read_json(run_dir / "cmvn.json")
             if stored.get("features") != extractor.settings():

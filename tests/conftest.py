@@ -19,3 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def speech_feature_cache(tmp_path_factory) -> Path:
+    """One feature cache for the speech fixture's runs in a test session: features are computed once."""
+    return tmp_path_factory.mktemp("speech-features")

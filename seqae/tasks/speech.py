@@ -312,7 +312,7 @@ class SpeechTask:
         self.config = config
         self.extractor = build_extractor(config)
         self.noise = build_noise(config.noise, "frames")
-        self.model = build_frame_autoencoder(config.model, self.extractor.feature_dim)
+        self.model = build_frame_autoencoder(config.model, self.extractor.feature_dim, regularize=config.regularize)
         min_len = getattr(self.model, "min_frames", 1)
         self.stream: StreamBatcher | None = None
         if config.data.streaming:
