@@ -2,7 +2,7 @@
 
 Not part of `run.py` (the suite measures the kernel inside its training figures). Prints:
 - one dropout pass at the suite model's activation sizes (a batch of 64 sentences of 22 tokens, widths 256 and
-  1024): the kernel (`seqae.models.native.dropout`), numpy's mask alone (`seqae.models.layers.dropout_mask`), and
+  1024): the kernel (`seqae.models.fast.native.dropout`), numpy's mask alone (`seqae.models.fast.dropout.dropout_mask`), and
   torch's `x * mask`, the multiply that applies a stored mask (medians of 200 calls);
 - the forward and backward pass of the suite's Transformer AE on the same batches with dropout 0.1 on the kernel,
   0.1 on numpy's masks, and 0 (medians over the batches, alternating);
@@ -39,7 +39,7 @@ def median_us(call, repeats: int = 200) -> float:
 
 
 def one_pass() -> None:
-    from seqae.models import layers, native
+    from seqae.models.fast import dropout as layers, native
 
     for shape in ((64, 22, 256), (64, 22, 1024)):
         x = torch.randn(shape)
@@ -50,9 +50,9 @@ def one_pass() -> None:
 
 
 def use_kernel(on: bool) -> None:
-    from seqae.models import native
+    from seqae.models.fast import native
 
-    native.available = (lambda: True) if on else (lambda: False)  # read by seqae.models.layers.dropout
+    native.available = (lambda: True) if on else (lambda: False)  # read by seqae.models.fast.dropout.dropout
 
 
 def set_dropout(model: torch.nn.Module, p: float) -> None:
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     import run
-    from seqae.models import native
+    from seqae.models.fast import native
     from seqae.train import Trainer
 
     if not native.available():

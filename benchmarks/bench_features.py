@@ -48,7 +48,7 @@ def run_features(sizes: Sizes, threads: int, cache_dir: Path) -> dict[str, Any]:
     import soundfile as sf
 
     from seqae.data.speech import load_speech_features
-    from seqae.features import FeatureCache, FeatureExtractor
+    from seqae.frontend.features import FeatureCache, FeatureExtractor
 
     torch.set_num_threads(threads)
     rows = fixture_rows(sizes.feature_files)
@@ -100,7 +100,7 @@ def _read_all(rows) -> float:
 
 def _load_all(rows) -> float:
     """Seconds for seqae's `load_audio` on every file (decoding plus its checks and mono mixdown)."""
-    from seqae.audio import load_audio
+    from seqae.frontend.audio import load_audio
 
     with Stopwatch() as watch:
         for row in rows:
@@ -110,7 +110,7 @@ def _load_all(rows) -> float:
 
 def _long_waveform_seconds(rows, extractor, repeats: int) -> float:
     """Features of all the fixture's audio as one waveform: the per-sample cost without the per-file one."""
-    from seqae.audio import load_audio
+    from seqae.frontend.audio import load_audio
 
     wav = torch.cat([load_audio(r.path, sample_rate=16000) for r in rows])  # (S,)
     best = float("inf")
@@ -125,8 +125,8 @@ def _long_waveform_seconds(rows, extractor, repeats: int) -> float:
 def _batched_features(rows, extractor, repeats: int) -> dict[str, float]:
     """Proposal: log-Mel of all files in one call on the zero-padded batch [N, S_max], each cut to its own frame
     count. Frames never reach past their file's end (no centring), so the result equals the per-file one."""
-    from seqae.audio import load_audio
-    from seqae.features import LOG_OFFSET
+    from seqae.frontend.audio import load_audio
+    from seqae.frontend.features import LOG_OFFSET
 
     wavs = [load_audio(r.path, sample_rate=extractor.sample_rate) for r in rows]
     counts = [extractor.num_frames(w.shape[0]) for w in wavs]

@@ -1,4 +1,4 @@
-"""glibc's malloc left at its defaults against `train.cpu_malloc: keep` (seqae.allocator), on the Transformer AE.
+"""glibc's malloc left at its defaults against `train.cpu_malloc: keep` (seqae.models.fast.allocator), on the Transformer AE.
 
 The setting is process-wide and cannot be undone, so each side runs in a fresh process of its own: `pairs` pairs,
 alternating default and keep, each process timing `sizes.malloc_windows` windows of `sizes.steps` Trainer steps
@@ -53,7 +53,7 @@ def one_process(spec: dict[str, Any], mode: str) -> dict[str, Any]:
     """Train `sizes.warmup` + `sizes.malloc_windows` × `sizes.steps` steps under `train.cpu_malloc: mode`."""
     import bench_train
 
-    from seqae.allocator import applied
+    from seqae.models.fast.allocator import applied
     from seqae.train import Trainer
 
     sizes = common.sizes_from_dict(spec["sizes"])

@@ -4,7 +4,7 @@ fresh Trainer in this process and is timed like the baseline, from the same seed
 - `foreach_adamw`: the foreach AdamW seqae used before fused AdamW became its default (so its speedup, below 1,
   is what the change gained);
 - `other_gemm`: the linear layers' fp32 GEMM that the baseline's `train.cpu_gemm: auto` did not pick (oneDNN
-  where auto picked torch's own BLAS, and the other way round; seqae.models.linear), so 1 / speedup is what auto's
+  where auto picked torch's own BLAS, and the other way round; seqae.models.fast.linear), so 1 / speedup is what auto's
   choice gains; the same as the baseline where torch has no oneDNN;
 - `bf16_autocast`: `train.precision: bf16` (autocast around the forward pass and loss); its loss curve is compared
   with fp32's;
@@ -70,7 +70,7 @@ def run_variant(config, run_dir: Path, sizes: Sizes, *, foreach: bool = False, o
                 curve: bool = False) -> dict[str, Any]:
     """Losses of every step (warm-up included; with `curve`, at least `sizes.curve_steps` of them) and the
     throughput of the fastest of `sizes.windows` windows of `sizes.proposal_steps` timed steps."""
-    from seqae.models import linear
+    from seqae.models.fast import linear
     from seqae.train import Trainer
 
     run_dir.mkdir(parents=True, exist_ok=True)  # Trainer expects the folder (pretrain() makes it)
@@ -126,7 +126,7 @@ def run_proposals(make_config, workdir: Path, sizes: Sizes) -> dict[str, Any]:
     `bf16_autocast` is skipped, with the measured reason, on a CPU without bf16 arithmetic: there its steps ran
     30x slower than fp32's (21 s a step on 2 AMD EPYC Zen 3 cores; the candidates ran past the suite's 15-minute
     limit)."""
-    from seqae.models.linear import BF16_SLOW, bf16_slowdown
+    from seqae.models.fast.linear import BF16_SLOW, bf16_slowdown
 
     slowdown = bf16_slowdown()
     skipped = {} if slowdown <= BF16_SLOW else {"bf16_autocast": {

@@ -15,7 +15,7 @@ from bench_common import FORTUNES, FORTUNES_HELDOUT, Sizes, Stopwatch, best_wind
 
 GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm")
 ONEDNN_LINEAR = "mkldnn::_linear_pointwise"
-"""The oneDNN GEMM of seqae's linear layers (seqae.models.linear); the profiler counts no FLOPs for it."""
+"""The oneDNN GEMM of seqae's linear layers (seqae.models.fast.linear); the profiler counts no FLOPs for it."""
 
 
 def seqae_config(sizes: Sizes, *, encoder: str, decoder: str, train_file: Path, tokenizer: Path, threads: int,
@@ -93,7 +93,7 @@ def run_seqae(config, run_dir: Path, sizes: Sizes, *, profile: bool = False) -> 
     With `profile`, a square fp32 GEMM is also timed right before and right after each window
     (`window_gemm_gflops`: the faster of the two), so each window's model FLOP rate can be set against the
     machine's GEMM speed of the same moment."""
-    from seqae.models.linear import cpu_gemm
+    from seqae.models.fast.linear import cpu_gemm
     from seqae.train import Trainer
 
     run_dir.mkdir(parents=True, exist_ok=True)  # Trainer expects the folder (pretrain() makes it)
@@ -151,7 +151,7 @@ def corpus_padding_efficiency(tokenizer, config) -> dict[str, Any]:
 def run_naive(config, run_dir: Path, sizes: Sizes) -> dict[str, Any]:
     """The same model and sequences, trained the plain way: random batches of `sizes.batch` padded to the
     longest, torch's default AdamW and GEMM (BLAS, as `nn.Linear` computes), no clipping, no bucketing."""
-    from seqae.models import linear
+    from seqae.models.fast import linear
 
     before = linear._choice
     linear.set_cpu_gemm("blas")
@@ -218,13 +218,13 @@ def profile_steps(step, *, steps: int) -> dict[str, Any]:
     Groups: GEMMs (aten's, and the oneDNN linear kernel of seqae's layers, whose FLOPs the profiler does not count:
     they are counted from the recorded shapes); dropout masks (`bernoulli_`, torch's CPU dropout draw, seqae's
     `dropout_mask` outside the ops it calls: numpy's draws, and seqae's compiled kernel, which draws and applies
-    the mask in one pass, forward and backward: `seqae.models.native`); fused attention kernels (SDPA with
+    the mask in one pass, forward and backward: `seqae.models.fast.native`); fused attention kernels (SDPA with
     dropout in training takes the unfused math path, whose matmuls then count as GEMMs); optimizer kernels; the
     autograd engine's own time; every other op; and time outside any op (Python, batch building)."""
     from torch.profiler import record_function
 
-    import seqae.models.layers as layers
-    import seqae.models.native as native
+    import seqae.models.fast.dropout as layers
+    import seqae.models.fast.native as native
 
     def annotated(name, function):
         def run(*args, **kwargs):
@@ -294,7 +294,7 @@ def run_gemm(sizes: Sizes, threads: int, *, shapes: list[tuple[int, int, int]] |
     """Square-matmul throughput (fp32 on both of torch's CPU GEMMs, bf16) and fp32 at the model's own GEMM shapes.
 
     `fp32_gflops`, the MFU denominator, is the faster of torch's BLAS (`torch.mm`, MKL) and oneDNN, the two fp32
-    GEMMs seqae's linear layers can run on (seqae.models.linear): the machine's fp32 GEMM speed through torch."""
+    GEMMs seqae's linear layers can run on (seqae.models.fast.linear): the machine's fp32 GEMM speed through torch."""
     torch.set_num_threads(threads)
     n = sizes.gemm_n
     window = 2.0 if n >= 1024 else 0.05  # seconds per measurement; the quick sizes only smoke-test
@@ -310,7 +310,7 @@ def run_gemm(sizes: Sizes, threads: int, *, shapes: list[tuple[int, int, int]] |
 
 def gemm_kernels() -> tuple[str, ...]:
     """torch's CPU fp32 GEMMs on this build: BLAS always, oneDNN where torch ships its linear kernel."""
-    from seqae.models.linear import onednn_available
+    from seqae.models.fast.linear import onednn_available
 
     return ("blas", "onednn") if onednn_available() else ("blas",)
 
@@ -339,7 +339,7 @@ def _gemm_rate(m: int, k: int, n: int, dtype: torch.dtype, *, min_seconds: float
     arithmetic, AMD EPYC Zen 3, a bf16 `torch.mm` of two row-major operands ran at 1 GFLOP/s, this one at 10-19)."""
     a = torch.randn(m, k).to(dtype)
     if kernel == "onednn":
-        from seqae.models.linear import _onednn
+        from seqae.models.fast.linear import _onednn
 
         b = torch.randn(n, k).to(dtype)
 

@@ -118,7 +118,7 @@ def child_main(name: str, spec_path: Path, result_path: Path) -> int:
 def prepare(sizes: common.Sizes, work: Path) -> tuple[Path, Path]:
     """The training slice of fortunes and one SentencePiece model every seqae configuration shares: case-folded
     (`normalization: nmt_nfkc_cf`), as the peer's uncased WordPiece is, so both rebuild the same lowercased text."""
-    from seqae.tokenizer import train_tokenizer
+    from seqae.frontend.tokenizer import train_tokenizer
 
     lines = common.fortunes_lines(sizes.sentences)
     train_file = work / "train.txt"

@@ -5,7 +5,7 @@ fortunes sentences, eager and with `torch.compile(model.forward, dynamic=True)` 
 and prints the time of 5 warm-up steps (compilation included) and of the 20 steps after them.
 
 seqae's CPU dropout runs a compiled kernel through ctypes, or draws numpy masks without one
-(seqae.models.layers.dropout), neither of which torch.compile can trace: every dropout is a graph break.
+(seqae.models.fast.dropout.dropout), neither of which torch.compile can trace: every dropout is a graph break.
 `--dropout torch` swaps in `F.dropout` and SDPA's own dropout in both modes, so the compiled model is one graph; `--dropout none` turns dropout off in both (only to see what fusing the rest gains).
 """
 
@@ -44,7 +44,7 @@ def patch_dropout(kind: str) -> None:
 
 
 def timed(mode: str, workdir: Path, threads: int) -> tuple[float, float]:
-    from seqae.tokenizer import train_tokenizer
+    from seqae.frontend.tokenizer import train_tokenizer
     from seqae.train import Trainer
 
     sizes = common.full()

@@ -8,7 +8,7 @@ from seqae.config import Config, ConfigError, load_config, load_config_dict
 from seqae.export import load_encoder
 from seqae.models.builder import build_token_autoencoder
 from seqae.runs import Run, load_run
-from seqae.tokenizer import Tokenizer, train_tokenizer
+from seqae.frontend.tokenizer import Tokenizer, train_tokenizer
 from seqae.train import pretrain
 
 __version__ = "0.1.0"

@@ -301,7 +301,7 @@ def compress(run: Run, sentences: Sequence[str], out: str | Path, *, mode: str =
     stats = {"sentences": len(sentences), "quantize": mode, "text_bytes": text_bytes,
              "z_bytes": out.stat().st_size, "ratio": text_bytes / max(1, out.stat().st_size)}
     if check and sentences:
-        from seqae.report import score_text, summarize_text
+        from seqae.eval.report import score_text, summarize_text
 
         tokens, lengths = token_batch(run, sentences)
         references = [row[:n].tolist() for row, n in zip(tokens, lengths)]

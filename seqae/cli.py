@@ -58,7 +58,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
 
 def _corrupt_tokenizer(args: argparse.Namespace, config):
-    from seqae.tokenizer import Tokenizer, train_tokenizer
+    from seqae.frontend.tokenizer import Tokenizer, train_tokenizer
 
     for candidate in (args.tokenizer, config.tokenizer.path, Path("runs") / Path(args.config).stem / "tokenizer.model"):
         if candidate and Path(candidate).is_file():
@@ -107,8 +107,8 @@ def _corrupt_audio(args: argparse.Namespace, config, pipeline) -> None:
     """Speech configs: the frame noises applied to the features of --audio files, summarised per epoch."""
     import torch
 
-    from seqae.audio import load_audio
-    from seqae.features import FeatureExtractor
+    from seqae.frontend.audio import load_audio
+    from seqae.frontend.features import FeatureExtractor
 
     if not args.audio:
         raise ConfigError("corrupt: give --audio FILE (a speech config)")
@@ -151,7 +151,7 @@ def _cli_error(err: Exception) -> ConfigError:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from seqae.report import evaluate_run
+    from seqae.eval.report import evaluate_run
 
     try:
         result = evaluate_run(args.run_dir, data=args.data, out=args.out, limit=args.limit, beam_size=args.beam,
@@ -168,7 +168,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> None:
     from seqae.config import load_config
-    from seqae.sweep import parse_sizes, sweep
+    from seqae.eval.sweep import parse_sizes, sweep
 
     config = load_config(args.config, args.set)
     out = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}_sweep"
@@ -208,7 +208,7 @@ def cmd_anomaly(args: argparse.Namespace) -> None:
     if args.plot:
         if ood is None:
             raise ConfigError("--plot draws in-domain against out-of-domain scores: give --ood FILE")
-        from seqae.plots import plot_anomaly
+        from seqae.eval.plots import plot_anomaly
 
         fpr, tpr = roc_curve(result.scores, result.ood_scores)
         plot_anomaly(result.scores, result.ood_scores, fpr.tolist(), tpr.tolist(), result.auc, args.plot,
@@ -373,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from seqae.audio import AudioError
+    from seqae.frontend.audio import AudioError
     from seqae.checkpoint import CheckpointError
     from seqae.data.text import CorpusError
     from seqae.train import TrainingError

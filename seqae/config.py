@@ -112,7 +112,7 @@ class FeatureConfig:
 
 
 Normalization = Literal["nmt_nfkc", "nmt_nfkc_cf", "nfkc", "nfkc_cf", "identity"]
-"""SentencePiece's normalization rules (seqae.tokenizer.NORMALIZATIONS); `_cf` ones also fold case."""
+"""SentencePiece's normalization rules (seqae.frontend.tokenizer.NORMALIZATIONS); `_cf` ones also fold case."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -275,10 +275,10 @@ class TrainConfig:
     """torch intra-op threads (None: torch's default)."""
     cpu_gemm: Literal["auto", "blas", "onednn"] = "auto"
     """GEMM of the CPU fp32 linear layers: torch's BLAS (MKL), oneDNN, or auto (oneDNN on non-Intel x86 CPUs with
-    AVX-512, where MKL runs its AVX2 path; seqae.models.linear)."""
+    AVX-512, where MKL runs its AVX2 path; seqae.models.fast.linear)."""
     cpu_malloc: Literal["keep", "default"] = "keep"
     """glibc's malloc: keep freed memory in the process for the next step (fixed mmap and trim thresholds; fewer
-    page faults, same peak RSS; seqae.allocator), or leave its defaults."""
+    page faults, same peak RSS; seqae.models.fast.allocator), or leave its defaults."""
     progress: bool = True
     """Show a tqdm progress bar."""
     precision: Literal["fp32", "bf16"] = "fp32"

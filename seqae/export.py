@@ -30,13 +30,13 @@ from seqae.checkpoint import CheckpointError, load_latest
 from seqae.config import Config, ModelConfig, RegularizerConfig, load_config_dict
 from seqae.data.batching import collate_tokens
 from seqae.data.speech import collate_frames
-from seqae.features import Cmvn, FeatureExtractor
+from seqae.frontend.features import Cmvn, FeatureExtractor
 from seqae.models.bottleneck import VariationalBottleneck
 from seqae.models.builder import (build_bottleneck, build_encoder, build_frame_autoencoder,
                                   build_token_autoencoder)
 from seqae.models.encoders import EncoderOutput, RNNEncoder
 from seqae.models.frames import ConvSubsampling, LinearFrontEnd
-from seqae.tokenizer import BOS_ID, EOS_ID, MASK_ID, PAD_ID, UNK_ID, Tokenizer
+from seqae.frontend.tokenizer import BOS_ID, EOS_ID, MASK_ID, PAD_ID, UNK_ID, Tokenizer
 
 FORMAT = "seqae-encoder"
 FORMAT_VERSION = 1

@@ -12,10 +12,10 @@ import yaml
 from seqae.checkpoint import CheckpointError, load_latest
 from seqae.config import Config, load_config_dict
 from seqae.data.batching import collate_tokens
-from seqae.evaluate import reconstruct_ids
+from seqae.eval.tokens import reconstruct_ids
 from seqae.models.autoencoder import TokenAutoencoder
 from seqae.models.builder import build_token_autoencoder
-from seqae.tokenizer import Tokenizer
+from seqae.frontend.tokenizer import Tokenizer
 
 
 @dataclass

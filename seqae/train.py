@@ -25,12 +25,12 @@ import yaml
 from tqdm import tqdm
 
 from seqae import distributed
-from seqae.allocator import set_cpu_malloc
+from seqae.models.fast.allocator import set_cpu_malloc
 from seqae.checkpoint import load_latest, save_checkpoint
 from seqae.config import Config, ConfigError, load_config_dict, to_dict
 from seqae.data.batching import TokenBudgetBatcher
 from seqae.distributed import World
-from seqae.models.linear import BF16_SLOW, bf16_slowdown, set_cpu_gemm
+from seqae.models.fast.linear import BF16_SLOW, bf16_slowdown, set_cpu_gemm
 
 
 def lr_at(step: int, cfg) -> float:

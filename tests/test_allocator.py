@@ -1,4 +1,4 @@
-"""seqae.allocator: glibc's thresholds fixed so that freed tensors are reused without page faults."""
+"""seqae.models.fast.allocator: glibc's thresholds fixed so that freed tensors are reused without page faults."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from seqae import allocator
+from seqae.models.fast import allocator
 from seqae.config import ConfigError, load_config_dict
 
 glibc = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
@@ -29,7 +29,7 @@ def _has_mallinfo2() -> bool:
 HEAP = """
 import ctypes, json, sys
 import torch
-from seqae import allocator
+from seqae.models.fast import allocator
 class Mallinfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in
                 ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
@@ -73,7 +73,7 @@ def test_trainer_applies_it_by_default(repo, tmp_path):
     script = f"""
 import json
 from pathlib import Path
-from seqae import allocator
+from seqae.models.fast import allocator
 from seqae.config import load_config_dict
 from seqae.train import Trainer
 base = {{"data": {{"train": {str(fortunes / "train.txt")!r}, "heldout": {str(fortunes / "heldout.txt")!r},

@@ -11,7 +11,7 @@ from seqae.apps import (anomaly, compress, decompress, dequantize, interpolate, 
 from seqae.cli import main
 from seqae.config import load_config_dict
 from seqae.data.text import CorpusError
-from seqae.evaluate import evaluate_tokens
+from seqae.eval.tokens import evaluate_tokens
 from seqae.runs import load_run
 from seqae.train import pretrain
 

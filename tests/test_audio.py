@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from seqae.audio import AudioError, load_audio, write_audio
+from seqae.frontend.audio import AudioError, load_audio, write_audio
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "espeak_words"
 FLAC = FIXTURE / "train" / "apple" / "apple_spk000.flac"

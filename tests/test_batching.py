@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seqae.data.batching import TokenBudgetBatcher, collate_tokens
-from seqae.tokenizer import PAD_ID, train_tokenizer
+from seqae.frontend.tokenizer import PAD_ID, train_tokenizer
 
 FORTUNES = Path(__file__).resolve().parents[1] / "data" / "fortunes"
 

@@ -48,7 +48,7 @@ def test_quick_suite_writes_required_keys(offline, tmp_path, monkeypatch):
     import bench_peer
 
     monkeypatch.setattr(bench_peer, "peer_version", lambda: None)  # as on a machine without the bench extra
-    import seqae.models.linear as linear_module
+    import seqae.models.fast.linear as linear_module
 
     monkeypatch.setattr(linear_module, "bf16_slowdown", lambda: 1.0)  # bf16 is timed on any CPU (skip: below)
     run.main(["--quick", "--out", str(tmp_path / "out")])
@@ -87,7 +87,7 @@ def test_quick_suite_writes_required_keys(offline, tmp_path, monkeypatch):
         assert proposals[name]["sentences_per_s"] * proposals[name]["seconds"] == pytest.approx(2 * 16), name
     assert proposals["bf16_autocast"]["curve_steps_compared"] == 4
     assert proposals["other_gemm"]["curve_comparable"] and proposals["other_gemm"]["max_rel_loss_diff"] < 1e-3
-    from seqae.models.linear import onednn_available
+    from seqae.models.fast.linear import onednn_available
 
     if onednn_available():  # the candidate runs the GEMM auto did not pick
         assert {proposals["baseline"]["cpu_gemm"], proposals["other_gemm"]["cpu_gemm"]} == {"blas", "onednn"}
@@ -96,7 +96,7 @@ def test_quick_suite_writes_required_keys(offline, tmp_path, monkeypatch):
     if platform.libc_ver()[0] == "glibc":
         assert malloc["runs"]["default"][0]["malloc_settings"] == {}
         assert malloc["runs"]["keep"][0]["malloc_settings"]["trim_threshold"] == 1 << 30
-    from seqae.models.linear import cpu_gemm
+    from seqae.models.fast.linear import cpu_gemm
 
     assert tt["cpu_gemm"] == cpu_gemm() and configs["naive/transformer-transformer"]["cpu_gemm"] == "blas"
     for gemm in (configs["gemm"], *configs["gemm"]["model_shapes"]):  # the MFU denominator: the faster kernel
@@ -116,7 +116,7 @@ def test_bf16_candidate_is_skipped_with_its_reason_where_bf16_is_slow(offline, t
     import bench_proposals
     import bench_report
 
-    import seqae.models.linear as linear_module
+    import seqae.models.fast.linear as linear_module
 
     monkeypatch.setattr(linear_module, "bf16_slowdown", lambda: 9.5)
     ran = []

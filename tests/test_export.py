@@ -13,14 +13,14 @@ import yaml
 from safetensors.torch import load_file
 
 from seqae import load_encoder
-from seqae.audio import load_audio
+from seqae.frontend.audio import load_audio
 from seqae.checkpoint import save_checkpoint
 from seqae.cli import main
 from seqae.config import load_config_dict, to_dict
 from seqae.data.manifest import read_manifest
 from seqae.data.speech import collate_frames, extract_file
 from seqae.export import ExportError, PretrainedEncoder, export_run
-from seqae.features import Cmvn
+from seqae.frontend.features import Cmvn
 from seqae.models.builder import build_frame_autoencoder, build_token_autoencoder
 from seqae.runs import load_run
 from seqae.tasks.speech import build_extractor

@@ -11,8 +11,8 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from seqae.audio import AudioError, load_audio
-from seqae.features import FEATURE_KINDS, Cmvn, FeatureCache, FeatureExtractor
+from seqae.frontend.audio import AudioError, load_audio
+from seqae.frontend.features import FEATURE_KINDS, Cmvn, FeatureCache, FeatureExtractor
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "espeak_words"
 TRAIN_FILES = sorted((FIXTURE / "train").glob("*/*.flac"))
@@ -197,7 +197,7 @@ def test_cache_recomputes_unreadable_entry_and_names_missing_file(tmp_path: Path
 
 @pytest.mark.parametrize("kind", FEATURE_KINDS)
 def test_batch_equals_one_waveform_at_a_time(kind: str, monkeypatch) -> None:
-    import seqae.features as features
+    import seqae.frontend.features as features
 
     g = torch.Generator().manual_seed(0)
     wavs = [torch.rand(n, generator=g) * 2 - 1 for n in (400, 16000, 7321, 401, 24000, 3200)]  # ragged

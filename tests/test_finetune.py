@@ -15,7 +15,7 @@ from seqae import load_encoder
 from seqae.cli import main
 from seqae.config import ConfigError, load_config_dict, to_dict
 from seqae.export import PretrainedEncoder, build_modules, export_run
-from seqae.features import FeatureExtractor
+from seqae.frontend.features import FeatureExtractor
 from seqae.finetune import (FinetuneConfig, finetune, init_encoder, labelled_subset, load_finetune_config,
                             make_finetune_optimizer)
 from seqae.finetune.asr import CtcModel

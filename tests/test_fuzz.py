@@ -20,7 +20,7 @@ import torch
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from seqae.audio import AudioError, load_audio
+from seqae.frontend.audio import AudioError, load_audio
 from seqae.data.text import CorpusError, load_text_lines
 from seqae.noise.pipeline import FRAME_NOISES, TOKEN_NOISES, NoisePipeline
 

@@ -1,4 +1,4 @@
-"""seqae.models.linear: the oneDNN fast path against F.linear (the slow reference), and when it is not taken."""
+"""seqae.models.fast.linear: the oneDNN fast path against F.linear (the slow reference), and when it is not taken."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from seqae.config import ConfigError, load_config_dict
-from seqae.models import linear as linear_module
-from seqae.models.linear import MIN_ROWS, Linear, cpu_gemm, linear, onednn_available, set_cpu_gemm
+from seqae.models.fast import linear as linear_module
+from seqae.models.fast.linear import MIN_ROWS, Linear, cpu_gemm, linear, onednn_available, set_cpu_gemm
 
 needs_onednn = pytest.mark.skipif(not onednn_available(), reason="this torch build has no oneDNN linear kernel")
 

@@ -15,10 +15,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from seqae.audio import AudioError
+from seqae.frontend.audio import AudioError
 from seqae.data.manifest import ManifestRow, SkipReport, read_manifest, scan_folder, write_manifest
 from seqae.data.speech import collate_frames, load_speech_features
-from seqae.features import FeatureCache, FeatureExtractor
+from seqae.frontend.features import FeatureCache, FeatureExtractor
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "data" / "espeak_words"

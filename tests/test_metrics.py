@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from seqae.data.batching import collate_tokens
-from seqae.metrics import reconstruction_counts, teacher_forced_accuracy
+from seqae.eval.metrics import reconstruction_counts, teacher_forced_accuracy
 
 BOS, EOS, PAD = 2, 3, 0
 

@@ -15,12 +15,12 @@ import torch
 from seqae.config import ConfigError, ModelConfig, load_config_dict
 from seqae.data.batching import collate_tokens
 from seqae.generate import greedy_decode
-from seqae.metrics import reconstruction_counts, teacher_forced_accuracy
+from seqae.eval.metrics import reconstruction_counts, teacher_forced_accuracy
 from seqae.models.builder import build_token_autoencoder
 from seqae.models.decoders import RNNDecoder, TransformerDecoder
 from seqae.models.encoders import RNNEncoder, TransformerEncoder
 from seqae.models.layers import MultiHeadAttention
-from seqae.tokenizer import train_tokenizer
+from seqae.frontend.tokenizer import train_tokenizer
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 FORTUNES = Path(__file__).resolve().parents[1] / "data" / "fortunes"
@@ -413,7 +413,7 @@ def test_memorises_sixteen_sentences(sixteen_sentences, encoder, decoder):
 
 
 def test_fast_dropout_rate_scale_and_gradient():
-    from seqae.models.layers import Dropout
+    from seqae.models.fast.dropout import Dropout
 
     torch.manual_seed(0)
     drop = Dropout(0.1)
@@ -438,7 +438,8 @@ def test_fast_dropout_rate_scale_and_gradient():
 def test_attention_with_dropout_matches_sdpa(causal):
     """The written-out training attention is SDPA's: equal with p = 0 (a mask of ones), and with p > 0 each
     probability is either dropped or scaled by 1/(1-p) (compared by recomputing with the same seed)."""
-    from seqae.models.layers import attention_with_dropout, dropout, lengths_to_mask
+    from seqae.models.fast.dropout import attention_with_dropout, dropout
+    from seqae.models.layers import lengths_to_mask
 
     torch.manual_seed(0)
     q, k, v = (torch.randn(3, 2, 5, 4, requires_grad=True) for _ in range(3))

@@ -1,11 +1,11 @@
-"""seqae's compiled CPU dropout kernel (seqae.models.native) and the fallback to numpy-drawn masks without it."""
+"""seqae's compiled CPU dropout kernel (seqae.models.fast.native) and the fallback to numpy-drawn masks without it."""
 
 import shutil
 
 import pytest
 import torch
 
-from seqae.models import layers, native
+from seqae.models.fast import dropout as layers, native
 
 needs_kernel = pytest.mark.skipif(not native.available(), reason=f"no native kernel: {native.unavailable_reason()}")
 

@@ -8,7 +8,7 @@ pytest.importorskip("matplotlib")
 
 from matplotlib.image import imread  # noqa: E402
 
-from seqae import plots  # noqa: E402
+from seqae.eval import plots  # noqa: E402
 
 WIDTH, HEIGHT = round(plots.SIZE_IN[0] * plots.DPI), round(plots.SIZE_IN[1] * plots.DPI)
 

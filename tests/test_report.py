@@ -15,13 +15,13 @@ from matplotlib.image import imread  # noqa: E402
 
 from seqae.cli import main  # noqa: E402
 from seqae.config import ConfigError, load_config_dict  # noqa: E402
-from seqae.evaluate import evaluate_tokens  # noqa: E402
-from seqae.features import FeatureExtractor  # noqa: E402
-from seqae.report import (TextItem, bin_label, cepstra, dtw_mean_cost, evaluate_run, frame_mcd,  # noqa: E402
+from seqae.eval.tokens import evaluate_tokens  # noqa: E402
+from seqae.frontend.features import FeatureExtractor  # noqa: E402
+from seqae.eval.report import (TextItem, bin_label, cepstra, dtw_mean_cost, evaluate_run, frame_mcd,  # noqa: E402
                           group_by_bin, learning_curves, linear_probe, load_speech_task, read_metrics_log,
                           reconstruct_text, stratified_split, summarize_text)
 from seqae.runs import load_run  # noqa: E402
-from seqae.sweep import parse_sizes  # noqa: E402
+from seqae.eval.sweep import parse_sizes  # noqa: E402
 from seqae.train import pretrain  # noqa: E402
 
 TEXT = {

@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqae.features import FeatureExtractor
-from seqae.speech_eval import downsampled_frames, griffin_lim, mean_frames, plot_reconstruction, same_different_ap
+from seqae.frontend.features import FeatureExtractor
+from seqae.eval.speech import downsampled_frames, griffin_lim, mean_frames, plot_reconstruction, same_different_ap
 
 
 def brute_force_ap(embeddings, labels):

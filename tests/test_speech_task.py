@@ -6,10 +6,10 @@ import shutil
 import pytest
 import torch
 
-from seqae.audio import AudioError
+from seqae.frontend.audio import AudioError
 from seqae.config import ConfigError, load_config_dict
 from seqae.data.manifest import read_manifest
-from seqae.speech_eval import downsampled_frames, same_different_ap
+from seqae.eval.speech import downsampled_frames, same_different_ap
 from seqae.tasks.speech import SpeechTask, load_speech_run, split_by_speaker
 from seqae.train import pretrain
 

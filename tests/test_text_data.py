@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from seqae.data.text import CorpusError, encode_lines, load_text_lines
-from seqae.tokenizer import BOS_ID, EOS_ID, train_tokenizer
+from seqae.frontend.tokenizer import BOS_ID, EOS_ID, train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 FORTUNES = ROOT / "data" / "fortunes"

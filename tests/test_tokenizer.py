@@ -9,7 +9,7 @@ import pytest
 import sentencepiece as spm
 import torch
 
-from seqae.tokenizer import (
+from seqae.frontend.tokenizer import (
     BOS_ID,
     EOS_ID,
     MASK_ID,

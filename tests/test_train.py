@@ -190,7 +190,7 @@ def test_bf16_on_a_cpu_without_bf16_arithmetic_is_flagged(repo, tmp_path, monkey
     """A CPU that converts bf16 in software trains slower in bf16 than in fp32: the Trainer says so, naming the
     key, and trains all the same; fp32, or bf16 where it is fast, is not flagged."""
     import seqae.train as train_module
-    from seqae.models.linear import bf16_slowdown
+    from seqae.models.fast.linear import bf16_slowdown
 
     assert 0 < bf16_slowdown() < float("inf")  # the real measurement, whatever this CPU does
     monkeypatch.setattr(train_module, "bf16_slowdown", lambda: 9.5)

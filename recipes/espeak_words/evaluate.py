@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from seqae.audio import write_audio
-from seqae.speech_eval import griffin_lim, plot_reconstruction
+from seqae.frontend.audio import write_audio
+from seqae.eval.speech import griffin_lim, plot_reconstruction
 from seqae.tasks.speech import load_speech_run
 
 

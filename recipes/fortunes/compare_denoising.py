@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from seqae.data.text import encode_lines, load_text_lines
-from seqae.evaluate import evaluate_tokens
+from seqae.eval.tokens import evaluate_tokens
 from seqae.runs import load_run
 from seqae.tasks.text import build_noise
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from seqae.audio import AudioError, load_audio
+from seqae.frontend.audio import AudioError, load_audio
 from seqae.data.manifest import ManifestRow, SkipReport
-from seqae.features import FeatureCache, FeatureExtractor, settings_hash
+from seqae.frontend.features import FeatureCache, FeatureExtractor, settings_hash
 
 __all__ = ["SkipReport", "collate_frames", "extract_file", "load_speech_features"]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from seqae.tokenizer import Tokenizer
+from seqae.frontend.tokenizer import Tokenizer
 
 BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 SCANNED = {".txt", ".jsonl", ".json", ".csv"}  # text formats checked for undecodable bytes

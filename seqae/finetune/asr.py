@@ -27,12 +27,12 @@ from seqae.data.batching import TokenBudgetBatcher
 from seqae.data.manifest import ManifestRow, read_manifest
 from seqae.data.speech import collate_frames, load_speech_features
 from seqae.export import PretrainedEncoder
-from seqae.features import FeatureCache
+from seqae.frontend.features import FeatureCache
 from seqae.finetune import freeze, init_encoder, labelled_subset
 from seqae.finetune.config import FinetuneConfig
 from seqae.finetune.ctc import BLANK_ID, CharVocab, ctc_greedy_decode, ctc_min_frames, error_rates, \
     normalize_transcript
-from seqae.models.linear import Linear
+from seqae.models.fast.linear import Linear
 
 
 class CtcModel(nn.Module):

@@ -28,8 +28,8 @@ from seqae.finetune.config import DecoderConfig, FinetuneConfig
 from seqae.generate import beam_search, greedy_decode
 from seqae.models.decoders import State, TransformerDecoder
 from seqae.models.layers import lengths_to_mask
-from seqae.models.linear import Linear
-from seqae.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_tokenizer
+from seqae.models.fast.linear import Linear
+from seqae.frontend.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_tokenizer
 
 
 def read_pairs(path: str, key: str, *, strict: bool = False) -> tuple[list[tuple[str, str]], dict[str, Any]]:

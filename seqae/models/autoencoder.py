@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from seqae.models.bottleneck import contractive_penalty
 from seqae.models.decoders import State
 from seqae.models.encoders import EncoderOutput
-from seqae.models.linear import Linear, linear
+from seqae.models.fast.linear import Linear, linear
 
 
 @dataclass

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from seqae.models.encoders import EncoderOutput
 from seqae.models.layers import lengths_to_mask
-from seqae.models.linear import Linear
+from seqae.models.fast.linear import Linear
 
 POOLINGS = ("last", "mean", "attention", "cls")
 

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from seqae.models.layers import DecoderBlock, Dropout
-from seqae.models.linear import Linear
+from seqae.models.fast.linear import Linear
 
 State = dict[str, Any]
 

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from seqae.models.layers import Dropout, EncoderBlock, lengths_to_mask
-from seqae.models.linear import Linear
+from seqae.models.fast.linear import Linear
 
 
 @dataclass

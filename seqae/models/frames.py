@@ -23,7 +23,7 @@ from seqae.models.bottleneck import contractive_penalty
 from seqae.models.decoders import State
 from seqae.models.encoders import EncoderOutput
 from seqae.models.layers import lengths_to_mask
-from seqae.models.linear import Linear
+from seqae.models.fast.linear import Linear
 
 FRAME_LOSSES = ("mse", "l1")
 

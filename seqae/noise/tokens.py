@@ -23,7 +23,7 @@ from torch import Tensor
 
 @dataclass(frozen=True, kw_only=True)
 class SpecialIds:
-    """Special token ids (the same values as ``seqae.tokenizer``); ids below ``first_regular``
+    """Special token ids (the same values as ``seqae.frontend.tokenizer``); ids below ``first_regular``
     are never drawn as random tokens."""
 
     pad: int = 0

@@ -33,10 +33,10 @@ from seqae.data.batching import TokenBudgetBatcher
 from seqae.data.manifest import ManifestRow, SkipReport, read_manifest, scan_folder
 from seqae.data.speech import collate_frames, load_speech_features
 from seqae.data.stream import StreamBatcher
-from seqae.features import Cmvn, FeatureCache, FeatureExtractor
+from seqae.frontend.features import Cmvn, FeatureCache, FeatureExtractor
 from seqae.models.layers import lengths_to_mask
 from seqae.noise.pipeline import mix_seed
-from seqae.speech_eval import downsampled_frames, mean_frames, same_different_ap
+from seqae.eval.speech import downsampled_frames, mean_frames, same_different_ap
 from seqae.tasks.text import build_noise
 
 MANIFEST_SUFFIXES = (".jsonl", ".json", ".csv")

@@ -19,10 +19,10 @@ from seqae.config import Config, ConfigError
 from seqae.data.batching import collate_tokens
 from seqae.data.stream import StreamBatcher
 from seqae.data.text import TextStream, encode_lines, load_text_lines
-from seqae.evaluate import evaluate_tokens
+from seqae.eval.tokens import evaluate_tokens
 from seqae.models.builder import build_token_autoencoder
 from seqae.noise.pipeline import NoisePipeline
-from seqae.tokenizer import Tokenizer, train_tokenizer
+from seqae.frontend.tokenizer import Tokenizer, train_tokenizer
 
 
 @dataclass

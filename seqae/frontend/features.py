@@ -36,7 +36,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from seqae.audio import AudioError
+from seqae.frontend.audio import AudioError
 
 __all__ = ["FEATURE_KINDS", "Cmvn", "FeatureCache", "FeatureExtractor", "settings_hash"]
 

@@ -34,8 +34,8 @@ def parse_sizes(text: str) -> list[int]:
 
 def evaluate_by_length(config: Config, run_dir: Path) -> list[dict[str, Any]]:
     """Reconstruction rows by length bin (then "all") of a trained run, on its first data.eval_sentences
-    held-out items (see `seqae.report.summarize_text` / `summarize_speech`)."""
-    from seqae import report
+    held-out items (see `seqae.eval.report.summarize_text` / `summarize_speech`)."""
+    from seqae.eval import report
 
     limit = config.data.eval_sentences
     if config.task == "speech":
@@ -86,7 +86,7 @@ def _series(results: Sequence[dict[str, Any]], metric: str) -> dict[str, list[fl
 
 def plot(results: Sequence[dict[str, Any]], path: str | Path, *, task: str = "text") -> Path:
     """sweep.png: one panel per metric of PANELS[task], reconstruction against bottleneck size, a line per bin."""
-    from seqae.plots import plot_sweep
+    from seqae.eval.plots import plot_sweep
 
     sizes = [r["bottleneck"] for r in results]
     unit = "pieces" if task == "text" else "frames"
@@ -96,7 +96,7 @@ def plot(results: Sequence[dict[str, Any]], path: str | Path, *, task: str = "te
 
 def render_markdown(results: Sequence[dict[str, Any]], task: str, figure: str) -> str:
     """sweep.md: a table per metric (rows: length bins, columns: bottleneck sizes) and the figure."""
-    from seqae.report import format_value
+    from seqae.eval.report import format_value
 
     sizes = [r["bottleneck"] for r in results]
     lines = ["# Bottleneck sweep", "", *(f"- {r['bottleneck']}: `{r['run_dir']}`" for r in results), ""]

@@ -41,7 +41,7 @@ _reason: list[str] = []
 
 def _cpu_signature() -> str:
     """The CPU's model and flags: a library built with -march=native runs only where they match."""
-    from seqae.models.linear import _cpuinfo_field
+    from seqae.models.fast.linear import _cpuinfo_field
 
     return f"{platform.machine()}|{_cpuinfo_field('model name')}|{_cpuinfo_field('flags')}"
 

@@ -224,7 +224,7 @@ def _check_reserved_ids(sp: spm.SentencePieceProcessor, path: Path | None) -> No
     if found != expected:
         raise ValueError(
             f"tokenizer {path or '<bytes>'} has special ids {found}, expected {expected}; "
-            "train it with seqae.tokenizer.train_tokenizer"
+            "train it with seqae.frontend.tokenizer.train_tokenizer"
         )
 
 

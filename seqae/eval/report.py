@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from seqae.apps import precision_at_k, token_batch
-from seqae.evaluate import reconstruct_ids
-from seqae.metrics import reconstruction_counts
-from seqae.speech_eval import same_different_ap
+from seqae.eval.tokens import reconstruct_ids
+from seqae.eval.metrics import reconstruction_counts
+from seqae.eval.speech import same_different_ap
 
 TEXT_BINS = ((1, 10), (11, 20), (21, 40), (41, 80))
 FRAME_BINS = ((1, 50), (51, 100), (101, 200), (201, 400), (401, 800))
@@ -397,7 +397,7 @@ def load_speech_task(run_dir: str | Path, data: str | Path | None = None):
 
 def _speech_results(run_dir: Path, data, limit: int | None, seed: int):
     """(report fields, z [N, Z], word labels or None, lengths in frames) of a speech run."""
-    from seqae.speech_eval import downsampled_frames, mean_frames
+    from seqae.eval.speech import downsampled_frames, mean_frames
 
     task, step = load_speech_task(run_dir, data)
     feats, rows = task.data.heldout[:limit], task.data.heldout_rows[:limit]
@@ -421,7 +421,7 @@ def _speech_results(run_dir: Path, data, limit: int | None, seed: int):
 def _figures(result: dict[str, Any], out: Path, z: torch.Tensor, labels, lengths, *, name: str, seed: int,
              tsne: bool) -> dict[str, Any]:
     """Draw the reconstruction bars and the maps of z; the figures' file names for the report."""
-    from seqae.plots import TSNE_MAX_ITEMS, plot_binned, plot_embedding_map, project_2d, tsne_available
+    from seqae.eval.plots import TSNE_MAX_ITEMS, plot_binned, plot_embedding_map, project_2d, tsne_available
 
     text = result["task"] == "text"
     unit = "pieces" if text else "frames"
@@ -448,7 +448,7 @@ def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, out: st
     text decoding; `tsne`: also a t-SNE map when scikit-learn is installed and the set is small.
     Returns the contents of report.json.
     """
-    from seqae.plots import plot_learning_curves
+    from seqae.eval.plots import plot_learning_curves
 
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir

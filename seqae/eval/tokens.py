@@ -8,7 +8,7 @@ import torch
 
 from seqae.data.batching import TokenBudgetBatcher, collate_tokens
 from seqae.generate import beam_search, greedy_decode
-from seqae.metrics import reconstruction_counts, teacher_forced_accuracy
+from seqae.eval.metrics import reconstruction_counts, teacher_forced_accuracy
 
 
 @torch.no_grad()

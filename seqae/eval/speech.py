@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from seqae.features import LOG_OFFSET, Cmvn, FeatureExtractor
+from seqae.frontend.features import LOG_OFFSET, Cmvn, FeatureExtractor
 
 __all__ = ["downsampled_frames", "griffin_lim", "mean_frames", "plot_reconstruction", "same_different_ap"]
 
