@@ -1,4 +1,4 @@
-"""Noise pipelines: config validation, registries, seeding and composition."""
+"""Noise pipelines: built from the config's validated settings; registries, seeding and composition."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import inspect
 import pytest
 import torch
 
+from seqae.config import NOISE_TYPES, ConfigError, ShuffleNoise, SpanMaskNoise
 from seqae.noise import pipeline as P
 from seqae.noise.pipeline import FRAME_NOISES, TOKEN_NOISES, NoisePipeline
 
@@ -30,103 +31,73 @@ def tokens_pipeline() -> NoisePipeline:
     return NoisePipeline.from_config(TOKEN_SPECS, kind="tokens")
 
 
-# ---------------------------------------------------------------- config errors
+# ---------------------------------------------------------------- validation (seqae.config.noise)
+# The full error formats are tested in tests/test_config.py; here: from_config goes through the same validation.
 
 
-def test_unknown_type_is_named_with_the_allowed_types():
-    with pytest.raises(ValueError, match=r"'spanmask'.*allowed types: \['delete', 'insert'"):
+def test_from_config_errors_are_the_config_errors():
+    with pytest.raises(ConfigError, match=r"^noise\[0\]\.type: unknown noise 'spanmask'; allowed for task text: del"):
         NoisePipeline.from_config([{"type": "spanmask"}], kind="tokens")
-    with pytest.raises(ValueError, match=r"'time_mask'.*allowed types"):
-        NoisePipeline.from_config([{"type": "time_mask"}], kind="tokens")  # a frame noise
-    with pytest.raises(ValueError, match=r"None.*allowed types"):
-        NoisePipeline.from_config([{"ratio": 0.3}], kind="tokens")
-
-
-def test_unknown_key_is_named_with_the_allowed_keys():
-    pattern = r"unknown key 'lambda'.*allowed keys: \['type', 'prob', 'ratio', 'poisson_lambda'"
-    with pytest.raises(ValueError, match=pattern):
-        NoisePipeline.from_config([{"type": "span_mask", "lambda": 3.0}], kind="tokens")
-
-
-@pytest.mark.parametrize(
-    "spec,pattern",
-    [
-        ({"type": "span_mask", "ratio": "0.3"}, r"ratio must be float, got str '0.3'"),
-        ({"type": "shuffle", "max_distance": 2.5}, r"max_distance must be int, got float"),
-        ({"type": "delete", "allow_empty": 1}, r"allow_empty must be bool, got int"),
-        ({"type": "insert", "with_token": "pad"}, r"with_token must be 'random' \| 'mask', got str 'pad'"),
-        ({"type": "t5", "sentinel_ids": [499, "498"]}, r"sentinel_ids must be list of int \| None"),
-        ({"type": "knockout", "prob": "always"}, r"'prob' must be float"),
-    ],
-)
-def test_wrong_value_type_names_the_key_and_type(spec, pattern):
-    with pytest.raises(TypeError, match=pattern):
-        NoisePipeline.from_config([spec], kind="tokens")
-
-
-@pytest.mark.parametrize(
-    "spec,pattern",
-    [
-        (
-            {"type": "span_mask", "ratio": 1.5},
-            r"noise step 0 \('span_mask'\): SpanMaskParams.ratio must be in \[0.0, 1.0\]",
-        ),
-        ({"type": "span_mask", "poisson_lambda": 0.0}, r"poisson_lambda must be in \(0.0, inf\)"),
-        ({"type": "span_mask", "mode": "delete"}, r"random_ratio must be 0 when mode='delete'"),
-        ({"type": "t5", "noise_density": 1.0}, r"noise_density must be in \(0.0, 1.0\)"),
-        ({"type": "t5", "mean_span_length": 0.5}, r"mean_span_length must be in \[1.0, inf\)"),
-        ({"type": "shuffle", "max_distance": -1}, r"max_distance must be in \[0, inf\)"),
-        ({"type": "delete", "prob": 1.2}, r"prob must be a number in \[0, 1\]"),
-    ],
-)
-def test_out_of_range_values_name_the_field_and_range(spec, pattern):
-    with pytest.raises(ValueError, match=pattern):
-        NoisePipeline.from_config([spec], kind="tokens")
-
-
-def test_frame_config_errors():
-    with pytest.raises(ValueError, match=r"p_zero \+ p_random \+ p_keep must be 1"):
-        NoisePipeline.from_config([{"type": "time_mask", "p_zero": 0.5}], kind="frames")
-    with pytest.raises(ValueError, match=r"sigma must be in \[0.0, inf\)"):
+    with pytest.raises(ConfigError, match=r"^noise\[0\]\.type: 'time_mask' is a speech noise; allowed for task text"):
+        NoisePipeline.from_config([{"type": "time_mask"}], kind="tokens")
+    with pytest.raises(ConfigError, match=r"^noise\[1\]\.lambda: unknown key; allowed: type, prob, ratio, poisson_"):
+        NoisePipeline.from_config([{"type": "delete"}, {"type": "span_mask", "lambda": 3.0}], kind="tokens")
+    with pytest.raises(ConfigError, match=r"^noise\[0\]\.max_distance: expected an integer, got 2.5$"):
+        NoisePipeline.from_config([{"type": "shuffle", "max_distance": 2.5}], kind="tokens")
+    with pytest.raises(ConfigError, match=r"^noise\[0\]\.sigma: must be in \[0, inf\), got inf$"):
         NoisePipeline.from_config([{"type": "gaussian", "sigma": float("inf")}], kind="frames")
+    with pytest.raises(ConfigError, match=r"^noise: expected a list, got \{'type': 'delete'\}$"):
+        NoisePipeline.from_config({"type": "delete"}, kind="tokens")
+    with pytest.raises(ConfigError, match=r"^noise: a 't5' step must be the only step"):
+        NoisePipeline.from_config([{"type": "t5"}, {"type": "shuffle"}], kind="tokens")
     with pytest.raises(ValueError, match="kind must be"):
         NoisePipeline.from_config([], kind="audio")
 
 
-def test_structural_config_errors():
-    with pytest.raises(TypeError, match="list of mappings"):
-        NoisePipeline.from_config({"type": "delete"}, kind="tokens")
-    with pytest.raises(TypeError, match="noise step 1: expected a mapping"):
-        NoisePipeline.from_config([{"type": "delete"}, "shuffle"], kind="tokens")
-    with pytest.raises(ValueError, match="'t5' step must be the only step"):
-        NoisePipeline.from_config([{"type": "t5"}, {"type": "shuffle"}], kind="tokens")
+def test_pipeline_takes_the_validated_settings_of_its_kind():
+    steps = (SpanMaskNoise(ratio=0.2), ShuffleNoise(prob=0.5, max_distance=2))
+    pipe = NoisePipeline(steps, kind="tokens")
+    assert pipe.steps == steps
+    assert NoisePipeline.from_config(steps, kind="tokens").steps == steps  # settings pass through from_config
+    assert NoisePipeline.from_config(pipe.to_config(), kind="tokens").steps == steps
+    with pytest.raises(ConfigError, match=r"^noise\[0\]\.type: 'span_mask' is a text noise; allowed for task speech"):
+        NoisePipeline(steps, kind="frames")
+    with pytest.raises(ConfigError, match=r"^noise\[0\]\.type: got \{'type': 'rotate'\}; allowed for task text"):
+        NoisePipeline([{"type": "rotate"}], kind="tokens")  # plain dicts go through from_config
 
 
 # ---------------------------------------------------------------- registries
 
 
+def test_registries_hold_the_config_dataclass_of_every_noise_type():
+    assert {name: cls for name, (cls, _) in TOKEN_NOISES.items()} == NOISE_TYPES["text"]
+    assert {name: cls for name, (cls, _) in FRAME_NOISES.items()} == NOISE_TYPES["speech"]
+
+
 @pytest.mark.parametrize("name,entry", sorted({**TOKEN_NOISES, **FRAME_NOISES}.items()))
-def test_params_fields_match_function_keywords_and_defaults(name, entry):
+def test_config_defaults_match_the_noise_functions_keywords(name, entry):
+    """The noise functions (seqae.noise.tokens/frames) are a library of their own, with defaults in their
+    signatures; a config that leaves a key out must get the same value as a call that leaves it out."""
     params_cls, fn = entry
     context = set(P.CONTEXT_KEYS["tokens"]) | {"generator"}
     keywords = {
         p.name: p.default for p in list(inspect.signature(fn).parameters.values())[1:] if p.name not in context
     }
-    defaults = {f.name: f.default for f in dataclasses.fields(params_cls)}
-    if name == "t5":
-        keywords["sentinel_ids"] = None  # Sequence[int] | None in the function, tuple in the params
+    defaults = {f.name: f.default for f in dataclasses.fields(params_cls) if f.name not in ("type", "prob")}
     assert defaults == keywords
-    params_cls()  # the defaults validate
+    assert params_cls().type == name and params_cls().prob == 1.0  # the defaults validate
 
 
-def test_params_are_frozen_and_keyword_only():
-    params = P.SpanMaskParams(ratio=0.2)
+def test_settings_are_frozen_and_keyword_only():
+    spec = SpanMaskNoise(ratio=0.2)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        params.ratio = 0.5  # type: ignore[misc]
+        spec.ratio = 0.5  # type: ignore[misc]
     with pytest.raises(TypeError):
-        P.SpanMaskParams(0.2)  # type: ignore[misc]
-    assert P.T5Params(sentinel_ids=[9, 8]).sentinel_ids == (9, 8)
-    assert P.DeleteParams(ratio=1).ratio == 1.0 and isinstance(P.DeleteParams(ratio=1).ratio, float)
+        SpanMaskNoise(0.2)  # type: ignore[misc]
+    with pytest.raises(ConfigError, match=r"^ratio: must be in \[0, 1\], got 1.5$"):
+        SpanMaskNoise(ratio=1.5)  # validated on construction too
+    with pytest.raises(ConfigError, match=r"^type: must be 'span_mask' for SpanMaskNoise, got 't5'$"):
+        SpanMaskNoise(type="t5")  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- seeding and reproducibility

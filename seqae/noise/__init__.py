@@ -2,11 +2,12 @@
 
 See ``seqae.noise.tokens`` (BART span masking, T5 span corruption, TSDAE noises),
 ``seqae.noise.frames`` (time/frequency masking, Gaussian noise, knockout, waveform noise) and
-``seqae.noise.pipeline`` (config-driven composition seeded by (seed, epoch, index)).
+``seqae.noise.pipeline`` (composition of the config's validated ``noise:`` steps, seeded by (seed, epoch,
+index)); each noise's settings and defaults are in ``seqae.config.noise``.
 """
 
-from seqae.noise.frames import freq_mask, frame_knockout, gaussian_noise, time_mask, waveform_add_noise
-from seqae.noise.pipeline import FRAME_NOISES, TOKEN_NOISES, NoisePipeline, NoiseStep, mix_seed
+from seqae.noise.frames import frame_knockout, freq_mask, gaussian_noise, time_mask, waveform_add_noise
+from seqae.noise.pipeline import FRAME_NOISES, TOKEN_NOISES, NoisePipeline, mix_seed
 from seqae.noise.tokens import (
     SpecialIds,
     delete,
@@ -27,7 +28,6 @@ __all__ = [
     "FRAME_NOISES",
     "TOKEN_NOISES",
     "NoisePipeline",
-    "NoiseStep",
     "SpecialIds",
     "delete",
     "frame_knockout",

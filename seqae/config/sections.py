@@ -1,36 +1,12 @@
-"""Configuration: frozen, keyword-only dataclasses validated on construction and on load.
-
-A YAML file holds only the values that differ from the defaults. Loading rejects an unknown key or a
-wrong type with one line that names the key and what is allowed:
-
-    >>> load_config_dict({"model": {"hiden_dim": 3}})
-    Traceback (most recent call last):
-    ConfigError: model.hiden_dim: unknown key; allowed: ...
-"""
+"""The sections of a pretraining config and the whole `Config`; every field has its default and a one-line doc."""
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Literal
 
-import yaml
-
-
-class ConfigError(ValueError):
-    """A configuration problem; the message names the key and what is allowed."""
-
-
-def _check(cond: bool, key: str, message: str) -> None:
-    if not cond:
-        raise ConfigError(f"{key}: {message}")
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# The sections
+from seqae.config.noise import NoiseEntry, check_noise
+from seqae.config.validation import _check
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -319,140 +295,9 @@ class Config:
     """Regularised bottlenecks: variational, sparse, contractive."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Optimisation and logging."""
-    noise: tuple[dict[str, Any], ...] = ()
-    """Denoising: corruptions applied to the encoder's input, each `{type: NAME, prob: P, ...}` (seqae.noise)."""
+    noise: tuple[NoiseEntry, ...] = ()
+    """Denoising: corruptions applied in order to the encoder's input, each `{type: NAME, prob: P, ...}`; token
+    noises for text, frame noises for speech (seqae.config.noise: one dataclass per type, with its defaults)."""
 
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Loading with validation
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if tp is type(None):
-        return "null"
-    if origin is tuple:
-        return "a list of " + ", ".join(_type_name(a) for a in typing.get_args(tp) if a is not Ellipsis)
-    return getattr(tp, "__name__", str(tp))
-
-
-def _convert(value: Any, tp: Any, key: str) -> Any:
-    """Check `value` against the annotation `tp`; return it converted (lists to tuples, ints to floats)."""
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        _check(isinstance(value, Mapping), key, f"expected a mapping of {tp.__name__} fields, got {value!r}")
-        return from_dict(tp, value, prefix=key)
-    if origin is Literal:
-        _check(value in typing.get_args(tp), key, f"got {value!r}; allowed: {_type_name(tp)}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            try:
-                return _convert(value, arg, key)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{key}: got {value!r}; expected {_type_name(tp)}")
-    if tp is type(None):
-        _check(value is None, key, f"expected null, got {value!r}")
-        return None
-    if origin is tuple:
-        _check(isinstance(value, (list, tuple)), key, f"expected a list, got {value!r}")
-        args = typing.get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
-        _check(len(value) == len(args), key, f"expected {len(args)} values, got {len(value)}")
-        return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if origin is dict or tp is dict:  # free-form section, validated by its owner (e.g. a noise spec)
-        _check(isinstance(value, Mapping), key, f"expected a mapping, got {value!r}")
-        return dict(value)
-    if tp is Any:
-        return value
-    if tp is float:
-        if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        _check(isinstance(value, (int, float)) and not isinstance(value, bool), key, f"expected a number, got {value!r}")
-        return float(value)
-    if tp is int:
-        _check(isinstance(value, int) and not isinstance(value, bool), key, f"expected an integer, got {value!r}")
-        return value
-    if tp is bool:
-        _check(isinstance(value, bool), key, f"expected true or false, got {value!r}")
-        return value
-    if tp is str:
-        _check(isinstance(value, str), key, f"expected a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported config annotation {tp!r} at {key}")
-
-
-def from_dict(cls: type, data: Mapping[str, Any], *, prefix: str = "") -> Any:
-    """Build the dataclass `cls` from a plain mapping; unknown keys and wrong types raise ConfigError."""
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        full = f"{prefix}.{key}" if prefix else str(key)
-        if key not in names:
-            raise ConfigError(f"{full}: unknown key; allowed: {', '.join(names)}")
-        kwargs[key] = _convert(value, hints[key], full)
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except TypeError as err:  # a required field without a default
-        raise ConfigError(f"{prefix or cls.__name__}: {err}") from None
-
-
-def to_dict(config: Any) -> dict[str, Any]:
-    """Plain, YAML/JSON-serialisable dict of a config (tuples become lists)."""
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        return value
-
-    return plain(dataclasses.asdict(config))
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `key.sub=value` overrides (values parsed as YAML) to a nested dict, returning a new dict."""
-    result = yaml.safe_load(yaml.safe_dump(data)) or {}
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. model.hidden_dim=256")
-        dotted, raw = item.split("=", 1)
-        parts = dotted.strip().split(".")
-        node = result
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {dotted}: {part} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
-    return result
-
-
-def load_config_dict(data: Mapping[str, Any] | None, cls: type = Config) -> Any:
-    """Validate a nested mapping (e.g. parsed YAML) into `cls`."""
-    return from_dict(cls, data or {})
-
-
-def load_config(path: str | Path, overrides: list[str] | None = None, cls: type = Config) -> Any:
-    """Read a YAML config file, apply `--set` overrides, validate."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    return load_config_dict(apply_overrides(data, overrides or []), cls)
+    def __post_init__(self) -> None:
+        check_noise(self.noise, self.task)
