@@ -34,7 +34,7 @@ class NoEos:
 
 def build_model(sizes: Sizes):
     """An untrained Transformer/Transformer autoencoder at the suite's sizes."""
-    from seqae.config import ModelConfig
+    from seqae.config import ModelConfig, RegularizerConfig
     from seqae.models.builder import build_token_autoencoder
 
     cfg = ModelConfig(encoder="transformer", decoder="transformer", embed_dim=sizes.width, hidden_dim=sizes.width,
@@ -42,7 +42,7 @@ def build_model(sizes: Sizes):
                       num_heads=sizes.heads, ff_dim=sizes.ff, pooling="cls", bottleneck_dim=sizes.width,
                       memory_slots=1, max_positions=max(512, max(sizes.decode_lengths)))
     torch.manual_seed(0)
-    return build_token_autoencoder(cfg, sizes.vocab).eval()
+    return build_token_autoencoder(cfg, sizes.vocab, regularize=RegularizerConfig()).eval()
 
 
 @torch.no_grad()

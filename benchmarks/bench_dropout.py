@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     import run
     from seqae.models.fast import native
-    from seqae.train import Trainer
+    from seqae.train import make_trainer
 
     if not native.available():
         print(f"the kernel is unavailable: {native.unavailable_reason()}")
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         config = seqae_config(sizes, encoder="transformer", decoder="transformer", threads=args.threads,
                               train_file=train_file, tokenizer=tokenizer)
         (work / "run").mkdir()
-        trainer = Trainer(config, work / "run")
+        trainer = make_trainer(config, work / "run")
         for _ in range(3):
             trainer.train_step()
         batches = [trainer._next_batch(build=True)[0] for _ in range(10)]

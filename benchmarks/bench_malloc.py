@@ -54,7 +54,7 @@ def one_process(spec: dict[str, Any], mode: str) -> dict[str, Any]:
     import bench_train
 
     from seqae.models.fast.allocator import applied
-    from seqae.train import Trainer
+    from seqae.train import make_trainer
 
     sizes = common.sizes_from_dict(spec["sizes"])
     config = bench_train.seqae_config(sizes, encoder="transformer", decoder="transformer", threads=spec["threads"],
@@ -62,7 +62,7 @@ def one_process(spec: dict[str, Any], mode: str) -> dict[str, Any]:
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, cpu_malloc=mode))
     run_dir = Path(spec["workdir"]) / f"malloc_{mode}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(config, run_dir)
+    trainer = make_trainer(config, run_dir)
     for _ in range(sizes.warmup):
         trainer.train_step()
     usage = resource.getrusage(resource.RUSAGE_SELF)

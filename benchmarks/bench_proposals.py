@@ -71,7 +71,7 @@ def run_variant(config, run_dir: Path, sizes: Sizes, *, foreach: bool = False, o
     """Losses of every step (warm-up included; with `curve`, at least `sizes.curve_steps` of them) and the
     throughput of the fastest of `sizes.windows` windows of `sizes.proposal_steps` timed steps."""
     from seqae.models.fast import linear
-    from seqae.train import Trainer
+    from seqae.train import make_trainer
 
     run_dir.mkdir(parents=True, exist_ok=True)  # Trainer expects the folder (pretrain() makes it)
     if bf16:
@@ -80,7 +80,7 @@ def run_variant(config, run_dir: Path, sizes: Sizes, *, foreach: bool = False, o
         linear.set_cpu_gemm(config.train.cpu_gemm)
         other = "blas" if linear.cpu_gemm() == "onednn" or not linear.onednn_available() else "onednn"
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, cpu_gemm=other))
-    trainer = Trainer(config, run_dir)
+    trainer = make_trainer(config, run_dir)
     patched = _patch_dropout(trainer.model, ff=no_ff_dropout, attention=no_attention_dropout)
     if foreach:
         trainer.optimizer = _foreach_optimizer(trainer.model, config.train)

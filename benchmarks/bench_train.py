@@ -94,10 +94,10 @@ def run_seqae(config, run_dir: Path, sizes: Sizes, *, profile: bool = False) -> 
     (`window_gemm_gflops`: the faster of the two), so each window's model FLOP rate can be set against the
     machine's GEMM speed of the same moment."""
     from seqae.models.fast.linear import cpu_gemm
-    from seqae.train import Trainer
+    from seqae.train import make_trainer
 
     run_dir.mkdir(parents=True, exist_ok=True)  # Trainer expects the folder (pretrain() makes it)
-    trainer = Trainer(config, run_dir)
+    trainer = make_trainer(config, run_dir)
     counter = BatchCounter(trainer.task.batch, trainer.task.tokenizer.pad_id)
     trainer.task.batch = counter
     losses, windows = [], []
@@ -162,7 +162,7 @@ def run_naive(config, run_dir: Path, sizes: Sizes) -> dict[str, Any]:
 
 
 def _run_naive(config, run_dir: Path, sizes: Sizes) -> dict[str, Any]:
-    from seqae.data.batching import collate_tokens
+    from seqae.frontend.collate import collate_tokens
     from seqae.tasks.text import TextTask
 
     torch.set_num_threads(config.train.threads)

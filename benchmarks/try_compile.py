@@ -45,7 +45,7 @@ def patch_dropout(kind: str) -> None:
 
 def timed(mode: str, workdir: Path, threads: int) -> tuple[float, float]:
     from seqae.frontend.tokenizer import train_tokenizer
-    from seqae.train import Trainer
+    from seqae.train import make_trainer
 
     sizes = common.full()
     lines = common.fortunes_lines(sizes.batch * 20)
@@ -55,7 +55,7 @@ def timed(mode: str, workdir: Path, threads: int) -> tuple[float, float]:
                           tokenizer=workdir / "tok.model", threads=threads)
     run_dir = workdir / f"run_{mode}"
     run_dir.mkdir()
-    trainer = Trainer(config, run_dir)
+    trainer = make_trainer(config, run_dir)
     if mode == "compile":
         trainer.task.model.forward = torch.compile(trainer.task.model.forward, dynamic=True)
     start = time.perf_counter()

@@ -5,12 +5,13 @@ autoregressive decoder), then use z or the encoder's states downstream.
 """
 
 from seqae.config import Config, ConfigError, load_config, load_config_dict
-from seqae.export import load_encoder
-from seqae.models.builder import build_token_autoencoder
-from seqae.runs import Run, load_run
+from seqae.export import export_run, load_encoder
 from seqae.frontend.tokenizer import Tokenizer, train_tokenizer
+from seqae.models.builder import build_model, build_token_autoencoder
+from seqae.runs import Run, SpeechRun, TextRun, load_run
 from seqae.train import pretrain
+from seqae.version import __version__
 
-__version__ = "0.1.0"
-__all__ = ["Config", "ConfigError", "Run", "Tokenizer", "build_token_autoencoder", "load_config",
-           "load_config_dict", "load_encoder", "load_run", "pretrain", "train_tokenizer", "__version__"]
+__all__ = ["Config", "ConfigError", "Run", "SpeechRun", "TextRun", "Tokenizer", "build_model",
+           "build_token_autoencoder", "export_run", "load_config", "load_config_dict", "load_encoder", "load_run",
+           "pretrain", "train_tokenizer", "__version__"]

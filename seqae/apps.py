@@ -21,9 +21,10 @@ from typing import Hashable, Literal, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn import metrics
 from torch import Tensor
 
-from seqae.data.batching import collate_tokens
+from seqae.frontend.collate import collate_tokens
 from seqae.data.text import CorpusError
 from seqae.generate import beam_search, greedy_decode
 from seqae.runs import Run
@@ -141,33 +142,29 @@ def sequence_nll(run: Run, sentences: Sequence[str], *, batch_size: int = 128) -
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def roc_auc(negatives: Sequence[float] | Tensor, positives: Sequence[float] | Tensor) -> float:
-    """Area under the ROC curve of scores where higher means positive: P(pos > neg) + ½ P(pos = neg).
-
-    Computed from average ranks (Mann-Whitney U), O((n + m) log(n + m)).
-    """
+def _ranked(negatives: Sequence[float] | Tensor, positives: Sequence[float] | Tensor, name: str
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (positive: 1) and dense ranks of the scores [n + m]; ranks, since sklearn rejects ±inf and ROC
+    depends only on the order of the scores."""
     neg, pos = torch.as_tensor(negatives, dtype=torch.float64), torch.as_tensor(positives, dtype=torch.float64)
     if neg.numel() == 0 or pos.numel() == 0:
-        raise ValueError(f"roc_auc: needs scores of both sets, got {neg.numel()} negatives, {pos.numel()} positives")
-    both = torch.cat([neg, pos])
+        raise ValueError(f"{name}: needs scores of both sets, got {neg.numel()} negatives, {pos.numel()} positives")
+    both = torch.cat([neg.flatten(), pos.flatten()])  # (n + m,)
     if bool(torch.isnan(both).any()):
-        raise ValueError("roc_auc: scores contain NaN")
-    _, inverse, counts = torch.unique(both, return_inverse=True, return_counts=True)  # sorted distinct values
-    ends = counts.cumsum(0).double()
-    ranks = ((ends - counts + 1 + ends) / 2)[inverse]  # (n + m,) 1-based average rank of ties
-    m = pos.numel()
-    u = ranks[neg.numel():].sum() - m * (m + 1) / 2
-    return float(u / (m * neg.numel()))
+        raise ValueError(f"{name}: scores contain NaN")
+    is_pos = np.concatenate([np.zeros(neg.numel()), np.ones(pos.numel())])
+    return is_pos, torch.unique(both, return_inverse=True)[1].numpy()
+
+
+def roc_auc(negatives: Sequence[float] | Tensor, positives: Sequence[float] | Tensor) -> float:
+    """Area under the ROC curve of scores where higher means positive: P(pos > neg) + ½ P(pos = neg)."""
+    return float(metrics.roc_auc_score(*_ranked(negatives, positives, "roc_auc")))
 
 
 def roc_curve(negatives: Sequence[float] | Tensor, positives: Sequence[float] | Tensor) -> tuple[Tensor, Tensor]:
     """(false positive rate, true positive rate), each [P + 1] from (0, 0) to (1, 1), one point per distinct score."""
-    neg, pos = torch.as_tensor(negatives, dtype=torch.float64), torch.as_tensor(positives, dtype=torch.float64)
-    thresholds = torch.unique(torch.cat([neg, pos])).flip(0)  # (P,) descending
-    tpr = (pos[None, :] >= thresholds[:, None]).double().mean(1)
-    fpr = (neg[None, :] >= thresholds[:, None]).double().mean(1)
-    zero = torch.zeros(1, dtype=torch.float64)
-    return torch.cat([zero, fpr]), torch.cat([zero, tpr])
+    fpr, tpr, _ = metrics.roc_curve(*_ranked(negatives, positives, "roc_curve"), drop_intermediate=False)
+    return torch.from_numpy(fpr).double(), torch.from_numpy(tpr).double()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -199,6 +196,7 @@ def nearest(index: Tensor, queries: Tensor, k: int, *, exclude_self: bool = Fals
 
     With `exclude_self` (queries are the index), an item is never its own neighbour.
     """
+    # Own code: sklearn's NearestNeighbors returns 1 - cosine in argpartition order, so ties come in no fixed order.
     if index.dim() != 2 or queries.dim() != 2 or index.shape[1] != queries.shape[1]:
         raise ValueError(f"nearest: expected [M, Z] and [Q, Z], got {tuple(index.shape)} and {tuple(queries.shape)}")
     scores = F.normalize(queries.double(), dim=1) @ F.normalize(index.double(), dim=1).T  # (Q, M)
@@ -210,7 +208,9 @@ def nearest(index: Tensor, queries: Tensor, k: int, *, exclude_self: bool = Fals
 
 
 def precision_at_k(z: Tensor, labels: Sequence[Hashable], k: int) -> float:
-    """Mean over items of the fraction of their k nearest other items (cosine of z [N, Z]) sharing their label."""
+    """Mean over items of the fraction of their k nearest other items (cosine of z [N, Z]) sharing their label.
+
+    Own code: sklearn has no retrieval precision@k, and this one ranks by `nearest` (ties: lower index first)."""
     if z.shape[0] != len(labels) or z.shape[0] < 2:
         raise ValueError(f"precision_at_k: {z.shape[0]} embeddings and {len(labels)} labels (need >= 2 of each)")
     ids = {label: i for i, label in enumerate(dict.fromkeys(labels))}

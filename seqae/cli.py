@@ -1,9 +1,11 @@
-"""The `seqae` command line. Errors the user can fix print one line and exit with status 2."""
+"""The `seqae` command line. Errors the user can fix print one line and exit with status 2; a training run
+stopped by SIGINT/SIGTERM exits with 128 + the signal's number after its checkpoint."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -20,7 +22,14 @@ def _read_sentences(args: argparse.Namespace) -> list[str]:
     return sentences
 
 
-def cmd_pretrain(args: argparse.Namespace) -> None:
+def _exit_status(metrics: dict) -> int:
+    """0 for a finished run; 128 + the signal's number for one a signal stopped (130 SIGINT, 143 SIGTERM), as a
+    shell reports a command the signal killed, so `set -e` scripts stop before reading metrics.json."""
+    stopped = metrics.get("stopped")
+    return 128 + signal.Signals[stopped].value if stopped else 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
     from seqae.config import load_config
     from seqae.train import pretrain
 
@@ -29,12 +38,15 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     metrics = pretrain(config, run_dir)
     print(json.dumps(metrics, indent=2))
     print(f"run directory: {run_dir}")
+    return _exit_status(metrics)
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> None:
     from seqae.runs import load_run
 
     run = load_run(args.run_dir)
+    if run.task == "speech":
+        return _reconstruct_audio(run, args)
     sentences = _read_sentences(args)
     if not sentences:
         raise ConfigError("reconstruct: give sentences as arguments or --file")
@@ -43,18 +55,41 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
         print(f"{src}\n  {mark} {out}")
 
 
+def _reconstruct_audio(run, args: argparse.Namespace) -> None:
+    """Speech runs: audio files (arguments) or a manifest/folder (--file) -> PNGs (and WAVs with --audio)."""
+    from seqae.eval.speech import write_reconstructions
+
+    if bool(args.sentences) == bool(args.file):
+        raise ConfigError("reconstruct: a speech run takes audio files as arguments, or --file MANIFEST_OR_FOLDER")
+    out = Path(args.out or "reconstructions")
+    try:
+        written = write_reconstructions(run, args.file or args.sentences, out, audio=args.audio)
+    except ValueError as err:
+        raise ConfigError(f"reconstruct: {err}") from None
+    for item in written:
+        wavs = f" and {', '.join(str(w) for w in item['wavs'])}" if item["wavs"] else ""
+        print(f"{item['png']}{wavs}: {item['frames']} frames, rebuilt from z: {item['rebuilt_frames']}")
+
+
 def cmd_encode(args: argparse.Namespace) -> None:
     import numpy as np
 
     from seqae.runs import load_run
 
+    run = load_run(args.run_dir)
     path = Path(args.input)
-    if not path.is_file():
-        raise ConfigError(f"{path}: input file not found")
-    sentences = path.read_text(encoding="utf-8").splitlines()
-    z = load_run(args.run_dir).encode(sentences).numpy()
+    if not path.exists():
+        raise ConfigError(f"{path}: input not found")
+    if run.task == "speech":
+        audio = path.is_file() and path.suffix.lower() not in (".jsonl", ".json", ".csv")
+        speech = run.features([path] if audio else path, strict=True)  # rows must line up with z: stop on a bad file
+        z = run.encode(speech.features).numpy()
+        what = f"row i is utterance i + 1 of {path}" if not audio else f"from {path}"
+    else:
+        sentences = path.read_text(encoding="utf-8").splitlines()
+        z, what = run.encode(sentences).numpy(), f"row i is line i + 1 of {path}"
     np.save(args.output, z)
-    print(f"wrote {args.output}: {z.shape[0]} vectors of width {z.shape[1]} (row i is line i + 1 of {path})")
+    print(f"wrote {args.output}: {z.shape[0]} vectors of width {z.shape[1]} ({what})")
 
 
 def _corrupt_tokenizer(args: argparse.Namespace, config):
@@ -105,16 +140,13 @@ def cmd_corrupt(args: argparse.Namespace) -> None:
 
 def _corrupt_audio(args: argparse.Namespace, config, pipeline) -> None:
     """Speech configs: the frame noises applied to the features of --audio files, summarised per epoch."""
-    import torch
-
     from seqae.frontend.audio import load_audio
     from seqae.frontend.features import FeatureExtractor
 
     if not args.audio:
         raise ConfigError("corrupt: give --audio FILE (a speech config)")
     f = config.features
-    extractor = FeatureExtractor(kind=f.kind, sample_rate=f.sample_rate, n_mels=f.n_mels, n_mfcc=f.n_mfcc,
-                                 win_ms=f.win_ms, hop_ms=f.hop_ms)
+    extractor = FeatureExtractor.from_config(f)
     print(f"pipeline: {pipeline.describe()}")
     for path in args.audio:
         feats = extractor(load_audio(path, sample_rate=f.sample_rate), source=path)  # (T, F)
@@ -138,16 +170,32 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f'load it with: seqae.load_encoder("{out}")')
 
 
-def cmd_finetune(args: argparse.Namespace) -> None:
+def cmd_finetune(args: argparse.Namespace) -> int:
     from seqae.finetune import finetune_command
 
     metrics, run_dir = finetune_command(args.task, args.config, args.set, args.run_dir)
     print(json.dumps(metrics, indent=2))
     print(f"run directory: {run_dir}")
+    return _exit_status(metrics)
+
+
+def _text_run(args: argparse.Namespace):
+    """The run of a verb that works on text runs only (a ConfigError naming the verb for a speech run)."""
+    from seqae.runs import load_run, require_text
+
+    return require_text(load_run(args.run_dir), f"seqae {args.command}")
 
 
 def _cli_error(err: Exception) -> ConfigError:
     return ConfigError(str(err))
+
+
+def _max_len(value: str) -> int | None | str:
+    if value in ("train", "none"):
+        return None if value == "none" else value
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"--max-len: a number of frames, 'train' or 'none', got {value!r}")
+    return int(value)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -155,7 +203,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     try:
         result = evaluate_run(args.run_dir, data=args.data, out=args.out, limit=args.limit, beam_size=args.beam,
-                              tsne=not args.no_tsne)
+                              tsne=not args.no_tsne, max_len=_max_len(args.max_len))
     except ValueError as err:
         raise _cli_error(err) from None
     overall = result["reconstruction"][-1]
@@ -163,7 +211,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                                          if isinstance(v, float)) + f" ({result['items']} items)")
     for kind, m in result["embeddings"].items():
         print(f"z by {kind}: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, float)))
-    print(f"wrote {Path(args.out or args.run_dir) / 'report.md'} (and report.json, figures)")
+    if isinstance(result.get("truncated"), dict) and result["truncated"]["items"]:
+        cut = result["truncated"]
+        print(f"{cut['items']} utterances longer than {cut['max_len']} frames were cut to it ({cut['frames_cut']} "
+              "frames dropped; --max-len none keeps them whole)")
+    print(f"wrote {Path(args.out or result['run']) / 'report.md'} (and report.json, figures)")
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -181,9 +233,9 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_anomaly(args: argparse.Namespace) -> None:
-    from seqae.apps import anomaly, load_text_run, read_texts, roc_curve
+    from seqae.apps import anomaly, read_texts, roc_curve
 
-    run = load_text_run(args.run_dir)
+    run = _text_run(args)
     data = read_texts(args.data)
     ood = read_texts(args.ood) if args.ood else None
     if not data.texts or (ood is not None and not ood.texts):
@@ -217,9 +269,9 @@ def cmd_anomaly(args: argparse.Namespace) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    from seqae.apps import load_text_run, read_texts, search
+    from seqae.apps import read_texts, search
 
-    run = load_text_run(args.run_dir)
+    run = _text_run(args)
     index = read_texts(args.index)
     queries = [args.query] if args.query is not None else read_texts(args.query_file).texts
     if not index.texts or not queries:
@@ -231,9 +283,9 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 
 def cmd_compress(args: argparse.Namespace) -> None:
-    from seqae.apps import compress, load_text_run, read_texts
+    from seqae.apps import compress, read_texts
 
-    run = load_text_run(args.run_dir)
+    run = _text_run(args)
     sentences = read_texts(args.data, keep_empty=True).texts  # one z per line, empty ones included
     stats = compress(run, sentences, args.out, mode=args.quantize)
     print(f"wrote {args.out}: {stats['sentences']} z vectors ({args.quantize}); text {stats['text_bytes']} bytes -> "
@@ -244,10 +296,10 @@ def cmd_compress(args: argparse.Namespace) -> None:
 
 
 def cmd_decompress(args: argparse.Namespace) -> None:
-    from seqae.apps import decompress, load_text_run
+    from seqae.apps import decompress
 
     try:
-        lines = decompress(load_text_run(args.run_dir), args.z, beam_size=args.beam)
+        lines = decompress(_text_run(args), args.z, beam_size=args.beam)
     except ValueError as err:
         raise _cli_error(err) from None
     Path(args.output).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
@@ -255,10 +307,10 @@ def cmd_decompress(args: argparse.Namespace) -> None:
 
 
 def cmd_interpolate(args: argparse.Namespace) -> None:
-    from seqae.apps import interpolate, load_text_run
+    from seqae.apps import interpolate
 
     try:
-        points = interpolate(load_text_run(args.run_dir), args.a, args.b, steps=args.steps, method=args.method,
+        points = interpolate(_text_run(args), args.a, args.b, steps=args.steps, method=args.method,
                              beam_size=args.beam)
     except ValueError as err:
         raise _cli_error(err) from None
@@ -276,17 +328,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="run directory (default runs/<config name>); an existing one is resumed")
     p.set_defaults(func=cmd_pretrain)
 
-    p = sub.add_parser("reconstruct", help="encode sentences to z and decode them back")
-    p.add_argument("run_dir")
-    p.add_argument("sentences", nargs="*")
-    p.add_argument("--file", help="a text file, one sentence per line")
-    p.add_argument("--beam", type=int, default=1, help="beam size (1: greedy)")
+    p = sub.add_parser("reconstruct", help="encode sentences (or audio files) to z and decode them back")
+    p.add_argument("run_dir", help="a run directory, or a recipe's output folder holding one")
+    p.add_argument("sentences", nargs="*", help="sentences (text runs) or audio files (speech runs)")
+    p.add_argument("--file", help="text runs: a text file, one sentence per line; speech runs: a manifest or a "
+                                  "folder of audio")
+    p.add_argument("--beam", type=int, default=1, help="beam size (1: greedy; text runs)")
+    p.add_argument("--out", help="speech runs: folder for the PNGs (and WAVs) (default ./reconstructions)")
+    p.add_argument("--audio", action="store_true", help="speech runs (log-Mel): also Griffin-Lim WAVs")
     p.set_defaults(func=cmd_reconstruct)
 
-    p = sub.add_parser("encode", help="write z for each line of a text file to a .npy array")
-    p.add_argument("run_dir")
-    p.add_argument("input")
-    p.add_argument("output")
+    p = sub.add_parser("encode", help="write z of each sentence or utterance to a .npy array")
+    p.add_argument("run_dir", help="a run directory, or a recipe's output folder holding one")
+    p.add_argument("input", help="text runs: a text file, one sentence per line; speech runs: a manifest, a folder "
+                                 "of audio or one audio file")
+    p.add_argument("output", help="the .npy file to write: [items, bottleneck_dim]")
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("corrupt", help="show what a config's noise pipeline does to sentences or audio")
@@ -320,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="evaluate only the first N items")
     p.add_argument("--beam", type=int, default=1, help="beam size for text reconstruction (1: greedy)")
     p.add_argument("--no-tsne", action="store_true", help="draw only the PCA map of z")
+    p.add_argument("--max-len", default="train", help="speech: cut utterances longer than this many frames, "
+                                                      "counted in the report ('train': the run's data.max_len, "
+                                                      "the default; 'none': never)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("sweep", help="train a recipe at several bottleneck sizes and compare reconstruction")
@@ -380,14 +439,14 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args) or 0  # pretrain / finetune stopped by a signal: 128 + its number
     except (ConfigError, FileNotFoundError, CorpusError, AudioError, CheckpointError) as err:
         print(f"seqae {args.command}: error: {err}", file=sys.stderr)
         return 2
     except TrainingError as err:
         print(f"seqae {args.command}: error: {err}", file=sys.stderr)
         return 1
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -27,9 +27,10 @@ from tqdm import tqdm
 from seqae import distributed
 from seqae.models.fast.allocator import set_cpu_malloc
 from seqae.checkpoint import load_latest, save_checkpoint
-from seqae.config import Config, ConfigError, load_config_dict, to_dict
+from seqae.config import Config, ConfigError, TrainConfig, load_config_dict, to_dict
 from seqae.data.batching import TokenBudgetBatcher
 from seqae.distributed import World
+from seqae.tasks import Task, build_task
 from seqae.models.fast.linear import BF16_SLOW, bf16_slowdown, set_cpu_gemm
 
 
@@ -47,19 +48,31 @@ def lr_at(step: int, cfg) -> float:
 RESUMABLE_CHANGES = ("train.max_steps", "train.threads", "train.progress", "train.cpu_gemm", "train.cpu_malloc")
 """Keys a resumed run may change (e.g. to train for longer); any other difference is refused."""
 
+BUILT_FROM_CONFIG = ("tokenizer.model", "tokenizer.vocab", "target_tokenizer.model", "target_tokenizer.vocab",
+                     "cmvn.json", "characters.json")
+"""Files a run builds from its config and data and reuses when rerun; a run that starts over with another config
+removes them (feature caches are keyed by their settings and stay; the log is cut back to step 0 anyway)."""
+
 
 def resolve_config(config, run_dir: Path, cls: type = Config):
     """Write config.yaml for a new run; for an existing run, insist the config is the one it was started with
-    (except for RESUMABLE_CHANGES, which are taken and written back). `cls`: the config class of the run."""
+    (except for RESUMABLE_CHANGES, which are taken and written back). A run with no usable checkpoint yet (it
+    stopped before its first, e.g. on a data error) starts over with the new config instead, with one line naming
+    the changed keys. `cls`: the config class of the run."""
     path = run_dir / "config.yaml"
     if path.is_file():
         saved = load_config_dict(yaml.safe_load(path.read_text()), cls)
         old, new = _flatten(to_dict(saved)), _flatten(to_dict(config))
         diff = [k for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
         refused = [k for k in diff if k not in RESUMABLE_CHANGES]
-        if refused:
+        if refused and load_latest(run_dir) is not None:  # loads a checkpoint only when the config changed
             raise ConfigError(f"{run_dir}: the run was started with another config (differs in: {', '.join(refused)}); "
                               "use a new run directory")
+        if refused:  # removed before the new config is written, so a kill in between cannot pair them
+            for name in BUILT_FROM_CONFIG:
+                (run_dir / name).unlink(missing_ok=True)
+            print(f"{run_dir}: the run has no checkpoint yet, so it starts over with the new config "
+                  f"(changed: {', '.join(diff)})")
         if not diff:
             return saved
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -82,7 +95,7 @@ def make_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
     for name, p in model.named_parameters():
         (decay if p.ndim >= 2 and "embedding" not in name and "positions" not in name else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    # fused: one kernel per step instead of a dozen per tensor group (1.06-1.07x a step, benchmarks/RESULTS.md)
+    # fused: one kernel per step instead of a dozen per tensor group (measured: benchmarks/README.md, 'fused AdamW')
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=True)
 
 
@@ -121,17 +134,6 @@ class _Log:
             f.write(json.dumps(record) + "\n")
 
 
-def build_task(config: Config, run_dir: Path):
-    """The task object for `config.task`."""
-    if config.task == "speech":
-        from seqae.tasks.speech import SpeechTask
-
-        return SpeechTask(config, run_dir)
-    from seqae.tasks.text import TextTask
-
-    return TextTask(config, run_dir)
-
-
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. non-finite losses step after step); the last good checkpoint is intact."""
 
@@ -146,37 +148,38 @@ def _warn_if_bf16_is_slow() -> None:
                       "train.precision: fp32", RuntimeWarning, stacklevel=3)
 
 
-class Trainer:
-    """One run: set-up and resume, the step, logging, evaluation and checkpoints."""
+def set_up_process(t: TrainConfig) -> None:
+    """Threads, the CPU's GEMM and malloc settings, and the seed of a training process, before its task (and so its
+    model's initial weights) is built."""
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    try:
+        set_cpu_gemm(t.cpu_gemm)
+    except ValueError as err:
+        raise ConfigError(f"train.cpu_gemm: {err}") from None
+    set_cpu_malloc(t.cpu_malloc)
+    if t.precision == "bf16":
+        _warn_if_bf16_is_slow()
+    torch.manual_seed(t.seed)
 
-    def __init__(self, config: Config, run_dir: Path, world: World = World(), *, task=None,
+
+class Trainer:
+    """One run: resume, the step, logging, evaluation and checkpoints, driving a `seqae.tasks.Task`."""
+
+    def __init__(self, config: Config, run_dir: Path, task: Task, world: World = World(), *,
                  optimizer: torch.optim.Optimizer | None = None) -> None:
-        """`task` and `optimizer` default to the pretraining task of `config` and AdamW over every parameter;
-        fine-tuning passes its own."""
-        self.config, self.run_dir, self.t, self.world = config, run_dir, config.train, world
+        """`task`: what to train (built after `set_up_process`); `optimizer` defaults to AdamW over every parameter
+        (fine-tuning passes its own)."""
+        self.config, self.run_dir, self.t, self.world, self.task = config, run_dir, config.train, world, task
         if self.t.grad_accum % world.size:
             raise ConfigError(f"train.grad_accum: must be a multiple of the number of processes ({world.size}), "
                               f"got {self.t.grad_accum}, so that the global batch is the same at any world size")
-        if self.t.threads:
-            torch.set_num_threads(self.t.threads)
-        try:
-            set_cpu_gemm(self.t.cpu_gemm)
-        except ValueError as err:
-            raise ConfigError(f"train.cpu_gemm: {err}") from None
-        set_cpu_malloc(self.t.cpu_malloc)
-        if self.t.precision == "bf16":
-            _warn_if_bf16_is_slow()
-        torch.manual_seed(self.t.seed)
-        if not world.is_main:
-            distributed.barrier(world)  # rank 0 prepares the run directory (tokenizer, feature cache) first
-        self.task = task if task is not None else build_task(config, run_dir)
-        self.model = self.task.model
+        self.model = task.model
         if world.is_main:
-            distributed.barrier(world)
-            (run_dir / "data_stats.json").write_text(json.dumps(self.task.data.stats, indent=2))
-            print(f"{self.task.summary()}; details in {run_dir / 'data_stats.json'}")
+            (run_dir / "data_stats.json").write_text(json.dumps(task.data.stats, indent=2))
+            print(f"{task.summary()}; details in {run_dir / 'data_stats.json'}")
         self.optimizer = optimizer if optimizer is not None else make_optimizer(self.model, self.t)
-        self.stream = getattr(self.task, "stream", None)  # a StreamBatcher for corpora read lazily
+        self.stream = task.stream  # a StreamBatcher for corpora read lazily, or None
         if self.stream is None:
             self.batcher = TokenBudgetBatcher(self.task.train_lengths(), max_tokens=config.data.max_tokens,
                                               max_sentences=config.data.max_sentences, shuffle=True, seed=self.t.seed)
@@ -319,24 +322,30 @@ class Trainer:
                     bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{window_tokens / max(elapsed, 1e-9):.0f}")
                     window_tokens, window_start = 0, time.perf_counter()
                 bar.update(1)
-                if self.world.size > 1:  # every rank stops at the same step
-                    flag = distributed.sum_values([1.0 if self.stop_requested else 0.0], self.world)[0]
-                    self.stop_requested = self.stop_requested or ("signal" if flag > 0 else None)
+                stop = self.stop_requested  # one read: the signal handler may set it at any moment
+                if self.world.size > 1:
+                    stop = self._agree_on_stop(stop)
                 if main and t.eval_every and self.step % t.eval_every == 0 and self.step < t.max_steps:
                     for split, result in self.task.evaluate(limit=self.config.data.eval_sentences).items():
                         self.log.write({"step": self.step, "eval": split, **result})
                     self.model.train()
-                if main and (self.step % t.checkpoint_every == 0 or self.step == t.max_steps or self.stop_requested):
+                if main and (self.step % t.checkpoint_every == 0 or self.step == t.max_steps or stop):
                     self.checkpoint()
-                if self.stop_requested:
+                if stop:  # the CLI exits with 128 + the signal's number, as a shell reports a killed command
                     bar.close()
-                    if not main:
-                        return {}
-                    print(f"{self.stop_requested}: stopped cleanly after step {self.step} with a checkpoint; "
-                          f"run the same command again to resume ({self.run_dir})")
-                    return {"stopped": self.stop_requested, "step": self.step}
+                    if main:
+                        print(f"{stop}: stopped cleanly after step {self.step} with a checkpoint; "
+                              f"run the same command again to resume ({self.run_dir})")
+                    return {"stopped": stop, "step": self.step}
         bar.close()
         return self.finish() if main else {}
+
+    def _agree_on_stop(self, stop: str | None) -> str | None:
+        """Every rank stops at the same step, naming the signal of the lowest rank that got one."""
+        got = [0.0] * self.world.size
+        got[self.world.rank] = float(signal.Signals[stop].value) if stop else 0.0
+        numbers = [int(n) for n in distributed.sum_values(got, self.world) if n]
+        return signal.Signals(numbers[0]).name if numbers else None
 
     def finish(self) -> dict[str, Any]:
         self.model.eval()
@@ -374,6 +383,18 @@ def _stop_on_signals(trainer: Trainer):
             signal.signal(sig, old)
 
 
+def make_trainer(config: Config, run_dir: Path, world: World = World()) -> Trainer:
+    """The Trainer of a pretraining run in `run_dir` (which holds its config.yaml): the process set up, then the
+    task of `config.task` built (rank 0 first: it trains the tokenizer and fills the feature cache)."""
+    set_up_process(config.train)
+    if not world.is_main:
+        distributed.barrier(world)
+    task = build_task(config, run_dir)
+    if world.is_main:
+        distributed.barrier(world)
+    return Trainer(config, run_dir, task, world)
+
+
 def pretrain(config: Config, run_dir: str | Path, *, stop_after: int | None = None) -> dict[str, Any]:
     """Train or resume; returns the final metrics (also written to run_dir/metrics.json).
 
@@ -387,6 +408,6 @@ def pretrain(config: Config, run_dir: str | Path, *, stop_after: int | None = No
         distributed.barrier(world)
         if not world.is_main:
             config = resolve_config(config, run_dir)
-        return Trainer(config, run_dir, world).run(stop_after=stop_after)
+        return make_trainer(config, run_dir, world).run(stop_after=stop_after)
     finally:
         distributed.shutdown(world)

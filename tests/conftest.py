@@ -25,3 +25,53 @@ def repo() -> Path:
 def speech_feature_cache(tmp_path_factory) -> Path:
     """One feature cache for the speech fixture's runs in a test session: features are computed once."""
     return tmp_path_factory.mktemp("speech-features")
+
+
+def tiny_text_config(repo: Path, **model) -> dict:
+    """A text run on the shipped fortunes that trains in seconds (vocab 120, widths 16, 3 steps)."""
+    return {
+        "data": {"train": str(repo / "data/fortunes/train.txt"), "heldout": None, "heldout_fraction": 0.1,
+                 "max_train_sentences": 64, "max_len": 16, "max_tokens": 256, "eval_sentences": 8},
+        "tokenizer": {"vocab_size": 120},
+        "model": {"embed_dim": 16, "hidden_dim": 16, "decoder_dim": 16, "bottleneck_dim": 8, "num_heads": 2,
+                  "ff_dim": 24, "max_positions": 32, "dropout": 0.1, **model},
+        "train": {"max_steps": 3, "warmup_steps": 1, "log_every": 1, "eval_every": 0, "checkpoint_every": 3,
+                  "progress": False, "threads": 1},
+    }
+
+
+def tiny_speech_config(repo: Path, cache: Path, **model) -> dict:
+    """A speech run on the shipped espeak-ng words (48 train, 8 held out) that trains in seconds."""
+    return {
+        "task": "speech",
+        "data": {"train": str(repo / "data/espeak_words/train/manifest.jsonl"),
+                 "heldout": str(repo / "data/espeak_words/test/manifest.jsonl"), "max_len": 200, "max_tokens": 2000},
+        "features": {"n_mels": 24, "cache_dir": str(cache)},
+        "model": {"encoder": "gru", "decoder": "gru", "frontend": "conv2", "embed_dim": 16, "hidden_dim": 16,
+                  "decoder_dim": 16, "prenet_dim": 16, "bottleneck_dim": 8, "num_heads": 2, "ff_dim": 24,
+                  "pooling": "mean", "dropout": 0.0, **model},
+        "train": {"max_steps": 3, "warmup_steps": 1, "log_every": 1, "eval_every": 0, "checkpoint_every": 3,
+                  "progress": False, "threads": 1},
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_text_run(tmp_path_factory) -> Path:
+    """A trained tiny text run directory, shared by the session's tests (do not modify it)."""
+    from seqae.config import load_config_dict
+    from seqae.train import pretrain
+
+    run = tmp_path_factory.mktemp("tiny-text") / "run"
+    pretrain(load_config_dict(tiny_text_config(REPO)), run)
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_speech_run(tmp_path_factory) -> Path:
+    """A trained tiny speech run directory, shared by the session's tests (do not modify it)."""
+    from seqae.config import load_config_dict
+    from seqae.train import pretrain
+
+    root = tmp_path_factory.mktemp("tiny-speech")
+    pretrain(load_config_dict(tiny_speech_config(REPO, root / "features")), root / "run")
+    return root / "run"

@@ -75,7 +75,7 @@ import json
 from pathlib import Path
 from seqae.models.fast import allocator
 from seqae.config import load_config_dict
-from seqae.train import Trainer
+from seqae.train import make_trainer
 base = {{"data": {{"train": {str(fortunes / "train.txt")!r}, "heldout": {str(fortunes / "heldout.txt")!r},
                   "max_train_sentences": 48, "eval_sentences": 8}},
         "tokenizer": {{"vocab_size": 120}}, "model": {{"embed_dim": 8, "hidden_dim": 8, "bottleneck_dim": 8}},
@@ -83,7 +83,7 @@ base = {{"data": {{"train": {str(fortunes / "train.txt")!r}, "heldout": {str(for
 for mode in ("default", "keep"):
     base["train"]["cpu_malloc"] = mode
     Path({str(tmp_path)!r}, mode).mkdir()
-    Trainer(load_config_dict(base), Path({str(tmp_path)!r}, mode))
+    make_trainer(load_config_dict(base), Path({str(tmp_path)!r}, mode))
     print(json.dumps({{mode: allocator.applied()}}))
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout

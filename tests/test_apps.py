@@ -76,6 +76,12 @@ def test_roc_auc_extremes_and_bad_input():
         roc_auc([], [1.0])
     with pytest.raises(ValueError, match="NaN"):
         roc_auc([float("nan")], [1.0])
+    with pytest.raises(ValueError, match="roc_curve: needs scores of both sets"):
+        roc_curve([1.0], [])
+    inf = float("inf")  # sklearn rejects infinities; only the order of scores counts, so they are kept
+    assert roc_auc([-inf, 0.0], [inf, 0.0]) == 0.875
+    torch.testing.assert_close(roc_curve([-inf, 0.0], [inf, 0.0])[1], torch.tensor([0.0, 0.5, 1.0, 1.0],
+                                                                                   dtype=torch.float64))
 
 
 def test_nearest_and_precision_at_k_on_hand_made_embeddings():
@@ -208,10 +214,3 @@ def test_interpolation_ends_are_the_reconstructions(run, run_dir, sentences, cap
     assert main(["interpolate", str(run_dir), a, b, "--steps", "4"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in out] == ["0.00", "0.33", "0.67", "1.00"]
-
-
-def test_text_commands_refuse_a_speech_run(tmp_path, capsys):
-    (tmp_path / "config.yaml").write_text("task: speech\n")
-    (tmp_path / "q.txt").write_text("hello\n")
-    assert main(["search", str(tmp_path), "--index", str(tmp_path / "q.txt"), "--query", "hi"]) == 2
-    assert "a speech run; this command works on text runs" in capsys.readouterr().err

@@ -9,7 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqae.data.batching import TokenBudgetBatcher, collate_tokens
+from seqae.data.batching import TokenBudgetBatcher
+from seqae.frontend.collate import collate_tokens
 from seqae.frontend.tokenizer import PAD_ID, train_tokenizer
 
 FORTUNES = Path(__file__).resolve().parents[1] / "data" / "fortunes"

@@ -146,7 +146,7 @@ def test_per_token_params_leave_out_what_runs_once_per_sequence(offline):
     sizes = bench_common.quick()
     config = bench_train.seqae_config(sizes, encoder="transformer", decoder="transformer", threads=1,
                                       train_file=Path("unused.txt"), tokenizer=Path("unused.model"))
-    model = build_token_autoencoder(config.model, sizes.vocab)
+    model = build_token_autoencoder(config.model, sizes.vocab, regularize=config.regularize)
     names = [name for name, _ in model.named_parameters()]
     for key in bench_train.PER_SEQUENCE:  # each pattern still names parameters of the model
         assert any(key in name for name in names), key

@@ -52,7 +52,8 @@ def test_pretrain_resumes_finished_run_without_training(tiny_run, capsys):
 @pytest.mark.parametrize("args, message", [
     (["pretrain", "missing.yaml"], "seqae pretrain: error: missing.yaml: config file not found"),
     (["reconstruct", "nowhere"], "seqae reconstruct: error: nowhere: not a seqae run directory (no config.yaml)"),
-    (["encode", "nowhere", "missing.txt", "z.npy"], "seqae encode: error: missing.txt: input file not found"),
+    (["encode", "nowhere", "missing.txt", "z.npy"],
+     "seqae encode: error: nowhere: not a seqae run directory (no config.yaml)"),
 ])
 def test_user_errors_are_one_line(tmp_path, args, message):
     result = seqae(*args, cwd=tmp_path)
@@ -64,3 +65,25 @@ def test_config_error_from_set_names_the_key(tmp_path, repo):
     result = seqae("pretrain", str(repo / "recipes/fortunes/debug.yaml"), "--set", "model.hiden_dim=3", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().startswith("seqae pretrain: error: model.hiden_dim: unknown key; allowed: encoder")
+
+
+def test_a_run_stopped_by_bad_bytes_reruns_with_the_fixed_option(repo, tmp_path, capsys):
+    lines = (repo / "data/fortunes/train.txt").read_bytes().splitlines()[:40]
+    lines[6] += b" caf\xff"
+    corpus = tmp_path / "train.txt"
+    corpus.write_bytes(b"\n".join(lines) + b"\n")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(f"data: {{train: {corpus}, heldout: null, heldout_fraction: 0.1, max_len: 24, "
+                      "eval_sentences: 4}\ntokenizer: {vocab_size: 100}\n"
+                      "model: {embed_dim: 16, hidden_dim: 16, decoder_dim: 16, bottleneck_dim: 8}\n"
+                      "train: {max_steps: 2, eval_every: 0, checkpoint_every: 2, threads: 1, progress: false}\n")
+    run = tmp_path / "run"
+    assert main(["pretrain", str(config), "--run-dir", str(run)]) == 2
+    assert capsys.readouterr().err.startswith(f"seqae pretrain: error: {corpus}:7: invalid UTF-8 byte 0xff at column ")
+    assert (run / "config.yaml").is_file() and not (run / "checkpoints").exists()
+
+    assert main(["pretrain", str(config), "--run-dir", str(run), "--set", "data.encoding_errors=replace"]) == 0
+    out = capsys.readouterr().out
+    assert (f"{run}: the run has no checkpoint yet, so it starts over with the new config "
+            "(changed: data.encoding_errors)") in out
+    assert (run / "metrics.json").is_file()

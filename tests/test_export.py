@@ -18,12 +18,12 @@ from seqae.checkpoint import save_checkpoint
 from seqae.cli import main
 from seqae.config import load_config_dict, to_dict
 from seqae.data.manifest import read_manifest
-from seqae.data.speech import collate_frames, extract_file
+from seqae.data.speech import extract_file
+from seqae.frontend.collate import collate_frames
 from seqae.export import ExportError, PretrainedEncoder, export_run
-from seqae.frontend.features import Cmvn
-from seqae.models.builder import build_frame_autoencoder, build_token_autoencoder
+from seqae.frontend.features import Cmvn, FeatureExtractor
+from seqae.models.builder import build_model
 from seqae.runs import load_run
-from seqae.tasks.speech import build_extractor
 from seqae.train import pretrain
 
 SENTENCES = ["The cat sat.", "A penny saved is a penny earned.", "", "Why?",
@@ -90,18 +90,17 @@ def fake_run(tmp: Path, base: Path, config: dict, regularize: dict | None = None
     torch.manual_seed(seed)
     if config.task == "text":
         shutil.copy(base / "tokenizer.model", run / "tokenizer.model")
-        model = build_token_autoencoder(config.model, load_run(base).tokenizer.vocab_size,
-                                        regularize=config.regularize)
+        model = build_model(config, vocab_size=load_run(base).tokenizer.vocab_size)
     else:
         shutil.copy(base / "cmvn.json", run / "cmvn.json")
-        model = build_frame_autoencoder(config.model, build_extractor(config).feature_dim)
+        model = build_model(config, feature_dim=FeatureExtractor.from_config(config.features).feature_dim)
     save_checkpoint(run, 5, {"model": model.state_dict()})
     return run
 
 
 def training_text_encode(run_dir: Path, sentences: list[str]):
     run = load_run(run_dir)
-    tokens, lengths = run._batch(sentences)
+    tokens, lengths = run.batch(sentences)
     z, _, enc = run.model.encode(tokens, lengths, return_layers=True)
     return run, z, enc
 
@@ -144,7 +143,9 @@ def test_safetensors_hold_only_encoder_side_weights(text_run, tmp_path):
 def test_config_and_model_card_describe_the_run(text_run, tmp_path):
     out = export_run(text_run, tmp_path / "export")
     cfg = json.loads((out / "config.json").read_text())
-    assert (cfg["format"], cfg["format_version"], cfg["kind"], cfg["step"]) == ("seqae-encoder", 1, "text", 3)
+    assert (cfg["format"], cfg["format_version"], cfg["kind"], cfg["step"]) == ("seqae-encoder", 2, "text", 3)
+    run_config = load_config_dict(yaml.safe_load((text_run / "config.yaml").read_text()))
+    assert cfg["model"] == to_dict(run_config.model) and cfg["regularize"] == to_dict(run_config.regularize)
     assert cfg["encoder"] == {"type": "gru", "input_dim": 16, "hidden_dim": 16, "layers": 1, "dropout": 0.1,
                               "output_dim": 32, "bidirectional": True}
     assert cfg["bottleneck"]["pooling"] == "last" and cfg["bottleneck"]["regularizer"] == "none"
@@ -228,8 +229,8 @@ def fixture_waveforms(repo: Path, count: int = 3):
 
 def training_speech_encode(run_dir: Path, rows):
     config = load_config_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    extractor = build_extractor(config)
-    model = build_frame_autoencoder(config.model, extractor.feature_dim)
+    extractor = FeatureExtractor.from_config(config.features)
+    model = build_model(config, feature_dim=extractor.feature_dim)
     from seqae.checkpoint import load_latest
 
     model.load_state_dict(load_latest(run_dir)["model"])
@@ -312,10 +313,20 @@ def test_bad_export_directories_give_one_clear_error(text_run, tmp_path):
             elif damage == "kind":
                 cfg["kind"] = "video"
             else:
-                cfg["encoder"]["hidden_dim"] = 12
+                cfg["model"]["hidden_dim"] = 12
             target.write_text(json.dumps(cfg))
         with pytest.raises(error, match=message):
             load_encoder(broken)
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["format_version"] = 1
+    (broken / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ExportError, match=r"version 1; this seqae reads 'seqae-encoder' version 2 \(an older seqae's "
+                                          r"export: export the run again with `seqae export`\)"):
+        load_encoder(broken)
+    cfg["format_version"], cfg["model"]["hidden_dmi"] = 2, 12
+    (broken / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ExportError, match=r"config.json: cannot build the encoder it describes .*hidden_dmi: unknown key"):
+        load_encoder(broken)
 
 
 def test_bad_inputs_are_named(text_run, speech_run, tmp_path):

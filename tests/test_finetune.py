@@ -37,15 +37,16 @@ def one_thread():
 
 
 def encoder_config(kind: str, *, encoder: str = "gru", frontend: str = "conv4", layers: int = 2) -> dict:
-    """A config.json of an export, written by hand (tiny widths)."""
-    enc = {"type": encoder, "input_dim": 12, "hidden_dim": 8 if encoder != "transformer" else 16, "layers": layers,
-           "dropout": 0.0, "bidirectional": True, "num_heads": 2, "ff_dim": 24, "max_positions": 64}
+    """A config.json of an export, written by hand (tiny widths): `model` builds it, the rest describes it."""
+    model = {"encoder": encoder, "embed_dim": 12, "hidden_dim": 8 if encoder != "transformer" else 16,
+             "encoder_layers": layers, "dropout": 0.0, "num_heads": 2, "ff_dim": 24, "max_positions": 64,
+             "pooling": "mean", "bottleneck_dim": 6, "frontend": frontend}
     if kind == "text":
         fe = {"type": "embedding", "vocab_size": 50, "dim": 12, "max_len": 32}
     else:
         fe = {"type": frontend, "feature_dim": 8, "dim": 12, "frame_rate_hz": 25.0}
-    return {"kind": kind, "encoder": enc, "bottleneck": {"pooling": "mean", "dim": 6, "regularizer": "none"},
-            "frontend": fe}
+    return {"kind": kind, "model": model, "regularize": {}, "encoder": {"type": encoder},
+            "bottleneck": {"pooling": "mean", "dim": 6, "regularizer": "none"}, "frontend": fe}
 
 
 def make_encoder(kind: str, **kw) -> PretrainedEncoder:

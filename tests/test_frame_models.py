@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 
-from seqae.config import ModelConfig
+from seqae.config import ModelConfig, RegularizerConfig
 from seqae.models.builder import build_frame_autoencoder
 from seqae.models.encoders import RNNEncoder, TransformerEncoder
 from seqae.models.frames import ConvSubsampling, FrameAutoencoder, LinearFrontEnd, Prenet
@@ -43,7 +43,7 @@ def tiny_config(**overrides) -> ModelConfig:
 
 def tiny_model(seed: int = 0, feature_dim: int = FEAT, **overrides) -> FrameAutoencoder:
     torch.manual_seed(seed)
-    return build_frame_autoencoder(tiny_config(**overrides), feature_dim)
+    return build_frame_autoencoder(tiny_config(**overrides), feature_dim, regularize=RegularizerConfig())
 
 
 def ragged_frames(lengths: list[int], *, seed: int, width: int | None = None, garbage: bool = False,
@@ -360,7 +360,7 @@ def test_overfit_then_generate_gives_back_lengths_and_frames(encoder, decoder, f
                       prenet_dropout=prenet_dropout, embed_dim=32, hidden_dim=32, decoder_dim=32,
                       bottleneck_dim=16, prenet_dim=32, num_heads=2, ff_dim=64, memory_slots=2, dropout=0.0,
                       max_positions=64)
-    model = build_frame_autoencoder(cfg, 8)
+    model = build_frame_autoencoder(cfg, 8, regularize=RegularizerConfig())
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in range(steps):
         loss, _ = model.loss(model(x, lengths_t))

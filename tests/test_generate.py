@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from seqae.config import ModelConfig
+from seqae.config import ModelConfig, RegularizerConfig
 from seqae.generate import beam_search, greedy_decode
 from seqae.models.builder import build_token_autoencoder
 from seqae.models.layers import MultiHeadAttention
@@ -39,7 +39,7 @@ def random_model(decoder: str, *, seed: int, vocab: int = 11, z_dim: int = 8, me
     cfg = ModelConfig(encoder="gru", decoder=decoder, embed_dim=16, hidden_dim=16, decoder_dim=16, num_heads=2,
                       ff_dim=32, bottleneck_dim=z_dim, memory_slots=memory_slots, decoder_layers=2, dropout=0.0,
                       max_positions=64)
-    return build_token_autoencoder(cfg, vocab).eval()
+    return build_token_autoencoder(cfg, vocab, regularize=RegularizerConfig()).eval()
 
 
 def random_z(batch: int, *, seed: int, z_dim: int = 8) -> torch.Tensor:

@@ -9,6 +9,9 @@ the run finishes, and compares metrics.jsonl with an uninterrupted run's, record
 To kill reliably inside a checkpoint write, killed runs get a `sitecustomize.py` on PYTHONPATH that, when
 SEQAE_TEST_FSYNC_DELAY is set, sleeps after each `os.fsync`: the temporary file then stays on disk long enough to be
 seen. It changes timing only, never a number.
+
+SIGINT and SIGTERM are the polite stops: the run finishes its step, writes a checkpoint and exits with 128 + the
+signal's number (130, 143), so a `set -e` recipe stops instead of going on to read a metrics.json that is not there.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import pytest
 import torch
 import yaml
 
+from seqae.checkpoint import load_latest
 from seqae.train import pretrain
 
 FSYNC_HOOK = '''\
@@ -243,6 +247,44 @@ def test_sigkill_at_any_moment_then_rerun_resumes_exactly(repo, tmp_path, task):
     assert comparable(run_dir) == comparable(reference_dir)  # every loss, eval and final record, step by step
     final_metrics = [json.loads((d / "metrics.json").read_text()) for d in (run_dir, reference_dir)]
     assert final_metrics[0] == final_metrics[1]
+
+
+# ---------------------------------------------------------------- SIGINT / SIGTERM: checkpoint, exit 128 + signal
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_finishes_the_step_checkpoints_exits_128_plus_its_number_and_resumes(repo, tmp_path, sig):
+    data = text_config(repo)
+    data["train"].update({"max_steps": 400, "eval_every": 0, "checkpoint_every": 1000})
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(data))
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "seqae", "pretrain", str(config), "--run-dir", str(run)]
+    child = launch(cmd, tmp_path, tmp_path / "stopped.out")
+    wait_until(child, lambda: len(logged_steps(run)) >= 3, "step 3")
+    child.proc.send_signal(sig)
+    status = child.proc.wait(timeout=DEADLINE_S)
+    assert status == 128 + sig and status == {"SIGINT": 130, "SIGTERM": 143}[sig.name], child.output()
+    assert f"{sig.name}: stopped cleanly after step" in child.output()
+    assert "run the same command again to resume" in child.output()
+    assert not (run / "metrics.json").exists()  # what a `set -e` script would have read next
+    step = load_latest(run)["step"]
+    assert 3 <= step < 400
+    again = launch(cmd, tmp_path, tmp_path / "resumed.out")
+    assert again.proc.wait(timeout=DEADLINE_S) == 0, again.output()
+    assert f"resuming {run} from step {step}" in again.output()
+    assert json.loads((run / "metrics.json").read_text())["step"] == 400
+
+
+@pytest.mark.parametrize(("metrics", "status"), [({"stopped": "SIGINT", "step": 3}, 130),
+                                                  ({"stopped": "SIGTERM", "step": 3}, 143), ({"step": 4}, 0)])
+def test_seqae_finetune_exits_with_128_plus_the_signal_that_stopped_it(monkeypatch, tmp_path, metrics, status):
+    import seqae.finetune
+    from seqae.cli import main
+
+    # `metrics`: what Trainer.run returns for a stopped or a finished run
+    monkeypatch.setattr(seqae.finetune, "finetune_command", lambda *args: (metrics, tmp_path / "run"))
+    assert main(["finetune", "asr", str(tmp_path / "config.yaml"), "--run-dir", str(tmp_path / "run")]) == status
 
 
 # ---------------------------------------------------------------- resume edge cases, in-process

@@ -17,7 +17,8 @@ import torch
 
 from seqae.frontend.audio import AudioError
 from seqae.data.manifest import ManifestRow, SkipReport, read_manifest, scan_folder, write_manifest
-from seqae.data.speech import collate_frames, load_speech_features
+from seqae.data.speech import load_speech_features
+from seqae.frontend.collate import collate_frames
 from seqae.frontend.features import FeatureCache, FeatureExtractor
 
 REPO = Path(__file__).resolve().parents[1]

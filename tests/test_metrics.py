@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seqae.data.batching import collate_tokens
+from seqae.frontend.collate import collate_tokens
 from seqae.eval.metrics import reconstruction_counts, teacher_forced_accuracy
 
 BOS, EOS, PAD = 2, 3, 0

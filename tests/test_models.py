@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from seqae.config import ConfigError, ModelConfig, load_config_dict
-from seqae.data.batching import collate_tokens
+from seqae.config import ConfigError, ModelConfig, RegularizerConfig, load_config_dict
+from seqae.frontend.collate import collate_tokens
 from seqae.generate import greedy_decode
 from seqae.eval.metrics import reconstruction_counts, teacher_forced_accuracy
 from seqae.models.builder import build_token_autoencoder
@@ -46,7 +46,7 @@ def tiny_config(**overrides) -> ModelConfig:
 
 def tiny_model(seed: int = 0, vocab: int = VOCAB, **overrides):
     torch.manual_seed(seed)
-    return build_token_autoencoder(tiny_config(**overrides), vocab)
+    return build_token_autoencoder(tiny_config(**overrides), vocab, regularize=RegularizerConfig())
 
 
 def ragged_batch(lengths: list[int], *, seed: int, width: int | None = None, vocab: int = VOCAB,
@@ -388,7 +388,7 @@ def test_memorises_sixteen_sentences(sixteen_sentences, encoder, decoder):
     torch.manual_seed(0)
     cfg = ModelConfig(encoder=encoder, decoder=decoder, embed_dim=64, hidden_dim=64, decoder_dim=64,
                       bottleneck_dim=64, num_heads=4, ff_dim=128, dropout=0.0)
-    model = build_token_autoencoder(cfg, 200)
+    model = build_token_autoencoder(cfg, 200, regularize=RegularizerConfig())
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for step in range(1, 401):
         model.train()

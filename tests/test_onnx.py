@@ -8,7 +8,7 @@ import torch
 
 from seqae.export import PretrainedEncoder, build_modules
 from seqae.models.encoders import RNNEncoder
-from seqae.onnx_export import (OnnxEncoder, PaddedRNN, example_inputs, export_onnx, gather_time, max_abs_diff,
+from seqae.export.onnx import (OnnxEncoder, PaddedRNN, example_inputs, export_onnx, gather_time, max_abs_diff,
                                reverse_index, run_onnx)
 
 
@@ -53,17 +53,20 @@ def test_padded_rnn_equals_packed_encoder(cell, bidirectional, num_layers):
 
 
 def encoder_config(kind: str, arch: str, pooling: str, frontend: str = "embedding") -> dict:
-    encoder = {"type": arch, "input_dim": 12, "hidden_dim": 8, "layers": 2, "dropout": 0.0}
-    encoder.update({"num_heads": 2, "ff_dim": 16, "max_positions": 64} if arch == "transformer"
-                   else {"bidirectional": True})
+    """An export's config.json for a small encoder: the `model` section builds it, the others describe it."""
+    model = {"encoder": arch, "embed_dim": 12, "hidden_dim": 8, "encoder_layers": 2, "dropout": 0.0, "num_heads": 2,
+             "ff_dim": 16, "max_positions": 64, "pooling": pooling, "bottleneck_dim": 5,
+             "frontend": "linear" if frontend == "embedding" else frontend}
+    encoder = {"type": arch, "max_positions": 64}
     if kind == "text":
         fe = {"type": "embedding", "vocab_size": 30, "dim": 12, "max_len": 32}
         special = {"pad": 0, "unk": 1, "bos": 2, "eos": 3, "mask": 4}
     else:
         fe = {"type": frontend, "feature_dim": 7, "dim": 12, "frame_rate_hz": 50.0}
         special = None
-    return {"format": "seqae-encoder", "format_version": 1, "kind": kind, "encoder": encoder, "frontend": fe,
-            "bottleneck": {"pooling": pooling, "dim": 5, "regularizer": "none"}, "special_ids": special}
+    return {"format": "seqae-encoder", "format_version": 2, "kind": kind, "model": model, "regularize": {},
+            "encoder": encoder, "frontend": fe, "bottleneck": {"pooling": pooling, "dim": 5, "regularizer": "none"},
+            "special_ids": special}
 
 
 def random_encoder(config: dict, seed: int = 0) -> PretrainedEncoder:

@@ -18,9 +18,10 @@ from seqae.config import ConfigError, load_config_dict  # noqa: E402
 from seqae.eval.tokens import evaluate_tokens  # noqa: E402
 from seqae.frontend.features import FeatureExtractor  # noqa: E402
 from seqae.eval.report import (TextItem, bin_label, cepstra, dtw_mean_cost, evaluate_run, frame_mcd,  # noqa: E402
-                          group_by_bin, learning_curves, linear_probe, load_speech_task, read_metrics_log,
+                          group_by_bin, learning_curves, linear_probe, read_metrics_log,
                           reconstruct_text, stratified_split, summarize_text)
 from seqae.runs import load_run  # noqa: E402
+from seqae.tasks.speech import SpeechTask  # noqa: E402
 from seqae.eval.sweep import parse_sizes  # noqa: E402
 from seqae.train import pretrain  # noqa: E402
 
@@ -110,6 +111,11 @@ def test_stratified_split_and_linear_probe_on_separable_data():
     probe = linear_probe(z, labels, seed=1)
     assert probe == {"accuracy": 1.0, "majority_baseline": 0.5, "train": 14, "test": 6, "classes": 4}
     assert linear_probe(z[:3], ["a", "b", "c"]) is None  # no class has a second item to test on
+    # Ten pairs: ceil(0.3 · 20) = 6 test items would be fewer than the classes, which sklearn refuses; one each.
+    pairs = [k // 2 for k in range(20)]
+    assert [sum(pairs[i] == c for i in stratified_split(pairs)[1]) for c in range(10)] == [1] * 10
+    assert stratified_split([(1, "x"), "y", 2, (1, "x")], seed=3)[1] in ([0], [3])  # tuples, mixed types
+    assert stratified_split([]) == ([], [])
 
 
 # ---- speech measures
@@ -215,9 +221,11 @@ def test_evaluate_speech_run(request, tmp_path):
                   "checkpoint_every": 8, "warmup_steps": 2}})
     pretrain(config, tmp_path / "run")
     result = evaluate_run(tmp_path / "run", tsne=False)
-    task, step = load_speech_task(tmp_path / "run")
+    run = load_run(tmp_path / "run")
+    task = SpeechTask(run.config, run.run_dir)  # the training loop's evaluation, with the run's weights
+    task.model.load_state_dict(run.model.state_dict())
     overall = result["reconstruction"][-1]
-    assert (result["items"], overall["sequences"], step) == (8, 8, 8)
+    assert (result["items"], overall["sequences"], run.step) == (8, 8, 8)
     assert overall["mse"] == pytest.approx(task.evaluate()["heldout"]["mse"], rel=1e-4)  # the training loop's MSE
     assert overall["mcd"] > 0 and overall["mcd_dtw"] > 0 and overall["length_ratio"] > 0
     assert set(result["embeddings"]) == {"label", "speaker"}

@@ -59,6 +59,8 @@ def test_ap_ties_count_together_and_bad_input_is_named():
         same_different_ap(torch.randn(3, 2), ["a", "a"])
     with pytest.raises(ValueError, match=r"must be \[N, D\]"):
         same_different_ap(torch.randn(3), ["a", "a", "b"])
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        same_different_ap(torch.tensor([[1.0, 0.0], [float("nan"), 1.0], [0.0, 1.0]]), ["a", "a", "b"])
 
 
 def test_mean_frames_and_downsampled_frames_shapes_and_values():

@@ -155,7 +155,7 @@ def test_every_shipped_speech_config_loads_and_builds_its_model(repo, recipe, na
     config = load_config(repo / "recipes" / recipe / name)
     assert config.task == "speech"
     dim = config.features.n_mfcc if config.features.kind == "mfcc" else config.features.n_mels
-    model = build_frame_autoencoder(config.model, dim)
+    model = build_frame_autoencoder(config.model, dim, regularize=config.regularize)
     assert sum(p.numel() for p in model.parameters()) > 0
 
 

@@ -11,7 +11,7 @@ import torch
 from seqae.config import load_config_dict
 from seqae.export import export_run, load_encoder
 from seqae.models.bottleneck import VariationalBottleneck
-from seqae.tasks.speech import load_speech_run
+from seqae.runs import load_run
 from seqae.train import pretrain
 
 FIXTURE = "data/espeak_words"
@@ -42,7 +42,7 @@ def test_a_regularised_speech_run_trains_logs_exports_and_reloads(repo, tmp_path
     assert len(values) == 4 and all(v >= 0 for v in values)
     assert any(v > 0 for v in values)
 
-    run = load_speech_run(tmp_path / "run")
+    run = load_run(tmp_path / "run")
     assert run.config.regularize == config.regularize
     assert isinstance(run.model.bottleneck, VariationalBottleneck) == bool(reg.get("variational"))
     if "sparse" in reg:

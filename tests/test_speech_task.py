@@ -10,7 +10,9 @@ from seqae.frontend.audio import AudioError
 from seqae.config import ConfigError, load_config_dict
 from seqae.data.manifest import read_manifest
 from seqae.eval.speech import downsampled_frames, same_different_ap
-from seqae.tasks.speech import SpeechTask, load_speech_run, split_by_speaker
+from seqae.data.speech import split_by_speaker
+from seqae.runs import load_run
+from seqae.tasks.speech import SpeechTask
 from seqae.train import pretrain
 
 FIXTURE = "data/espeak_words"
@@ -199,12 +201,15 @@ def test_pretrain_lowers_the_reconstruction_error_and_reloads(repo, tmp_path, fe
     assert json.loads((run / "metrics.json").read_text())["heldout_mse"] == pytest.approx(metrics["heldout_mse"])
     stats = json.loads((run / "data_stats.json").read_text())
     assert stats["train_sequences"] == 48 and stats["cmvn"] == "computed"
-    loaded = load_speech_run(run)
-    assert not loaded.model.training and loaded.data.stats["cmvn"] == "loaded"
-    assert loaded.evaluate()["train"]["mse"] == pytest.approx(metrics["train_mse"], rel=1e-5)
+    loaded = load_run(run)
+    assert not loaded.model.training and loaded.task == "speech"
+    task = SpeechTask(loaded.config, run)  # the run's data again, with the loaded weights
+    task.model.load_state_dict(loaded.model.state_dict())
+    assert task.data.stats["cmvn"] == "loaded"
+    assert task.evaluate()["train"]["mse"] == pytest.approx(metrics["train_mse"], rel=1e-5)
     shutil.rmtree(run / "checkpoints")
     with pytest.raises(Exception, match="no usable checkpoint"):
-        load_speech_run(run)
+        load_run(run)
 
 
 def test_label_pairs_give_another_speaker_of_the_same_word_reproducibly(repo, tmp_path, feature_cache):
@@ -237,6 +242,6 @@ def test_neighbour_pairs_use_no_labels_and_find_the_same_word_more_often_than_ch
     assert stats["kind"] == "neighbours" and stats["rows_without_partner"] == 0
     assert stats["same_label_fraction"] > 3 * (3 / 36)  # chance: 3 of the 36 other-speaker rows share the word
     unlabelled = [type(r)(path=r.path, speaker=r.speaker) for r in rows]  # labels cannot change the neighbours
-    from seqae.tasks.speech import neighbour_partners
+    from seqae.data.pairs import neighbour_partners
 
     assert neighbour_partners(task.data.train, unlabelled) == task.partners

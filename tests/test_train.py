@@ -50,6 +50,31 @@ def test_resume_refuses_another_config(repo, tmp_path):
         pretrain(tiny_config(repo, max_steps=2, lr=0.5), tmp_path / "run")
 
 
+def test_a_run_without_a_checkpoint_starts_over_with_the_new_config(repo, tmp_path, capsys):
+    import yaml
+
+    from seqae.config import to_dict
+    from seqae.train import resolve_config
+
+    run = tmp_path / "run"
+    first = tiny_config(repo, max_steps=2)
+    resolve_config(first, run)  # what a run that stopped before its first checkpoint leaves behind
+    (run / "tokenizer.model").write_bytes(b"built from the first config")
+    (run / "checkpoints").mkdir()  # the folder alone is no checkpoint
+    changed = tiny_config(repo, max_steps=2, lr=0.5, seed=3)
+    assert resolve_config(changed, run) is changed
+    assert capsys.readouterr().out == (f"{run}: the run has no checkpoint yet, so it starts over with the new config "
+                                       "(changed: train.lr, train.seed)\n")
+    assert yaml.safe_load((run / "config.yaml").read_text()) == to_dict(changed)
+    assert not (run / "tokenizer.model").exists()  # trained again from the new config, never reused
+    assert to_dict(resolve_config(changed, run)) == to_dict(changed) and capsys.readouterr().out == ""
+
+    pretrain(changed, run)  # now with checkpoints: the same change is refused again
+    with pytest.raises(ConfigError, match=r"another config \(differs in: train.lr, train.seed\)"):
+        resolve_config(first, run)
+    assert yaml.safe_load((run / "config.yaml").read_text()) == to_dict(changed)
+
+
 def test_metrics_and_checkpoints_written(repo, tmp_path):
     metrics = pretrain(tiny_config(repo, keep_checkpoints=2), tmp_path / "run")
     for key in ("train_exact_match", "heldout_exact_match", "heldout_token_accuracy"):
@@ -128,40 +153,6 @@ def test_nonfinite_steps_are_skipped_then_stop_with_a_clear_message(repo, tmp_pa
     assert [r["step"] for r in skipped] == [2, 5, 5, 5]
     assert [r["step"] for r in records if "loss" in r and "skipped" not in r and "eval" not in r] == [1, 2, 3, 4, 5]
     assert load_latest(run)["step"] == 4  # the last good checkpoint is intact
-
-
-def test_sigterm_finishes_the_step_checkpoints_and_resumes(repo, tmp_path):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    import yaml
-
-    from seqae.config import to_dict
-
-    config = tiny_config(repo, max_steps=400, checkpoint_every=1000, eval_every=0)
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(to_dict(config)))
-    run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "seqae", "pretrain", str(path), "--run-dir", str(run)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    log = run / "metrics.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (log.is_file() and log.read_text().count("\n") >= 3):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, out
-    assert "SIGTERM: stopped cleanly after step" in out and "run the same command again to resume" in out
-    step = load_latest(run)["step"]
-    assert 3 <= step < 400
-    result = subprocess.run(cmd + ["--set", "train.max_steps=400"], capture_output=True, text=True,
-                            env={**os.environ, "TQDM_DISABLE": "1"})
-    assert result.returncode == 0, result.stderr
-    assert f"resuming {run} from step {step}" in result.stdout
-    assert json.loads((run / "metrics.json").read_text())["step"] == 400
 
 
 @pytest.mark.parametrize("arch", ["gru", "transformer"])

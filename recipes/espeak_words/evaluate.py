@@ -18,9 +18,8 @@ from pathlib import Path
 
 import torch
 
-from seqae.frontend.audio import write_audio
-from seqae.eval.speech import griffin_lim, plot_reconstruction
-from seqae.tasks.speech import load_speech_run
+from seqae.eval.speech import write_reconstructions
+from seqae.runs import load_run
 
 
 def pick_examples(rows, count: int) -> list[int]:
@@ -48,28 +47,21 @@ def main() -> None:
     if not metrics_file.is_file():
         raise SystemExit(f"{metrics_file}: not found (has `seqae pretrain` finished?)")
     metrics = json.loads(metrics_file.read_text())
-    task = load_speech_run(args.run)
-    indices = pick_examples(task.data.heldout_rows, args.examples)
-    originals = [task.data.heldout[i] for i in indices]
-    rebuilt = task.reconstruct(originals)
+    run = load_run(args.run)
+    rows = run.heldout_rows()
+    rows = [rows[i] for i in pick_examples(rows, args.examples)]
+    names = [re.sub(r"[^A-Za-z0-9_-]+", "_", f"{n}_{row.label or row.speaker or Path(row.path).stem}")[:60]
+             for n, row in enumerate(rows)]
     folder = args.out / "reconstructions"
-    folder.mkdir(parents=True, exist_ok=True)
-    plots, sounds = [], []
-    for n, (i, x, y) in enumerate(zip(indices, originals, rebuilt)):
-        row = task.data.heldout_rows[i]
-        name = re.sub(r"[^A-Za-z0-9_-]+", "_", f"{n}_{row.label or row.speaker or Path(row.path).stem}")[:60]
-        title = f"{row.label or row.text or ''} ({row.speaker or Path(row.path).name}): held out, rebuilt from z"
-        try:
-            plots.append(str(plot_reconstruction(x, y, folder / f"{name}.png", title)))
-        except ImportError as err:
-            print(f"note: {err}; skipping the reconstruction plots")
-            break
-        if args.audio and task.extractor.kind == "logmel":
-            for suffix, feats in (("orig", x), ("rebuilt", y)):
-                path = folder / f"{name}.{suffix}.wav"
-                write_audio(path, griffin_lim(feats, task.extractor, cmvn=task.data.cmvn), task.extractor.sample_rate)
-                sounds.append(str(path))
-    lengths = [(y.shape[0], x.shape[0]) for x, y in zip(originals, rebuilt)]
+    audio = args.audio and run.extractor.kind == "logmel"
+    try:
+        written = write_reconstructions(run, rows, folder, audio=audio, names=names, max_len=run.config.data.max_len)
+    except ImportError as err:
+        print(f"note: {err}; skipping the reconstruction plots")
+        written = []
+    plots = [str(item["png"]) for item in written]
+    sounds = [str(wav) for item in written for wav in item["wavs"]]
+    lengths = [(item["rebuilt_frames"], item["frames"]) for item in written]
     metrics.update(reconstruction_plots=plots, reconstruction_audio=sounds,
                    reconstruction_lengths=[{"rebuilt": a, "original": b} for a, b in lengths])
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -1,4 +1,4 @@
-"""Length-bucketed batches under a token budget, and padding of token sequences.
+"""Length-bucketed batches under a token budget.
 
 Dimension letters: B batch, T time (tokens).
 """
@@ -8,8 +8,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
-from torch.nn.utils.rnn import pad_sequence
 
 
 class TokenBudgetBatcher:
@@ -107,25 +105,3 @@ def budget_batches(lengths: np.ndarray, rng: np.random.Generator, *, max_tokens:
     if shuffle:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
-
-
-def collate_tokens(
-    seqs: Sequence[Sequence[int]] | Sequence[torch.Tensor], pad_id: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad token sequences into `tokens: LongTensor[B, T]` with `lengths: LongTensor[B]`.
-
-    `T` is the longest length; positions `t >= lengths[b]` hold `pad_id`.
-    """
-    if len(seqs) == 0:
-        raise ValueError("collate_tokens needs at least one sequence")
-    tensors = []
-    for i, seq in enumerate(seqs):
-        t = torch.as_tensor(seq)
-        if t.numel() == 0 and t.dim() == 1:
-            t = t.long()  # an empty list becomes a float tensor
-        if t.dim() != 1 or t.is_floating_point() or t.is_complex():
-            raise ValueError(f"sequence {i} must be 1-D integer tokens, got dtype {t.dtype} shape {tuple(t.shape)}")
-        tensors.append(t.long())
-    lengths = torch.tensor([t.numel() for t in tensors], dtype=torch.long)  # (B,)
-    tokens = pad_sequence(tensors, batch_first=True, padding_value=pad_id)  # (B, T)
-    return tokens, lengths

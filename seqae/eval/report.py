@@ -18,10 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Hashable, Sequence
 
+import numpy as np
 import torch
-import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-from seqae.apps import precision_at_k, token_batch
+from seqae.apps import precision_at_k
 from seqae.eval.tokens import reconstruct_ids
 from seqae.eval.metrics import reconstruction_counts
 from seqae.eval.speech import same_different_ap
@@ -84,7 +88,7 @@ def reconstruct_text(run, sentences: Sequence[str], *, beam_size: int = 1, batch
     """Encode each sentence (cut to data.max_len as in training), decode it from z alone, score it."""
     items = []
     for i in range(0, len(sentences), batch_size):
-        tokens, lengths = token_batch(run, sentences[i: i + batch_size])
+        tokens, lengths = run.batch(sentences[i: i + batch_size])
         gen, gen_lengths = reconstruct_ids(run.model, tokens, lengths, max_len=run.config.data.max_len,
                                            beam_size=beam_size)
         items += score_text(run.tokenizer, [t[:n].tolist() for t, n in zip(tokens, lengths)],
@@ -165,16 +169,16 @@ def dtw_mean_cost(cost: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def reconstruct_speech(task, features: Sequence[torch.Tensor]) -> list[dict[str, float]]:
+def reconstruct_speech(run, features: Sequence[torch.Tensor]) -> list[dict[str, float]]:
     """Per utterance [T_i, F] (CMVN'd): frames, feature bins, the teacher-forced prediction's squared-error sum and
     MCD sum over frames, and the MCD (DTW-aligned) and length of the utterance generated from z alone."""
-    from seqae.data.speech import collate_frames
+    from seqae.frontend.collate import collate_frames
 
-    task.model.eval()
-    ceps = lambda x: cepstra(x, task.extractor.kind, task.extractor.n_mels, task.data.cmvn)  # noqa: E731
+    run.model.eval()
+    ceps = lambda x: cepstra(x, run.extractor.kind, run.extractor.n_mels, run.cmvn)  # noqa: E731
     out = []
-    for x, y in zip(features, task.reconstruct(list(features))):
-        pred = task.model(*collate_frames([x])).pred[0, : x.shape[0]]  # (T, F)
+    for x, y in zip(features, run.reconstruct(list(features))):
+        pred = run.model(*collate_frames([x])).pred[0, : x.shape[0]]  # (T, F)
         cx, cy = ceps(x), ceps(y)
         dtw = dtw_mean_cost(frame_mcd(cx[:, None, :], cy[None, :, :])) if y.shape[0] else math.nan  # (T, T')
         out.append({"frames": x.shape[0], "bins": x.shape[1], "sq_error": float(((pred - x) ** 2).sum()),
@@ -205,52 +209,47 @@ def summarize_speech(items: Sequence[dict[str, float]], bins: Sequence[tuple[int
 # Embeddings
 
 
+def _codes(labels: Sequence[Hashable]) -> np.ndarray:
+    """Integer class codes [N] in order of first appearance (labels of any hashable type, even mixed)."""
+    ids = {label: k for k, label in enumerate(dict.fromkeys(labels))}
+    return np.array([ids[label] for label in labels], dtype=np.int64)
+
+
 def stratified_split(labels: Sequence[Hashable], *, test_fraction: float = 0.3, seed: int = 0
                      ) -> tuple[list[int], list[int]]:
-    """(train, test) indices: from each class of n >= 2 items, max(1, round(test_fraction · n)) (at most n - 1)
-    chosen at random (seeded) for test; single-item classes stay in train."""
-    gen = torch.Generator().manual_seed(seed)
-    by_class: dict[Hashable, list[int]] = {}
-    for i, label in enumerate(labels):
-        by_class.setdefault(label, []).append(i)
-    train, test = [], []
-    for idx in by_class.values():
-        order = [idx[k] for k in torch.randperm(len(idx), generator=gen).tolist()]
-        n_test = min(len(idx) - 1, max(1, round(test_fraction * len(idx))))
-        test += order[:n_test]
-        train += order[n_test:]
-    return sorted(train), sorted(test)
+    """(train, test) indices, each sorted: sklearn's `train_test_split(stratify=...)` (seeded) of the items whose
+    class has n >= 2 of them, with ceil(test_fraction · n) test items but at least one per class (sklearn's
+    minimum), shared out in proportion to class size; single-item classes stay in train."""
+    codes = _codes(labels)
+    counts = np.bincount(codes)  # (classes,)
+    kept = [i for i, c in enumerate(codes) if counts[c] >= 2]
+    single = [i for i, c in enumerate(codes) if counts[c] < 2]
+    if not kept:
+        return single, []
+    n_classes = int((counts >= 2).sum())
+    n_test = min(len(kept) - n_classes, max(n_classes, math.ceil(test_fraction * len(kept))))
+    train, test = train_test_split(kept, test_size=n_test, stratify=codes[kept], random_state=seed)
+    return sorted(train + single), sorted(test)
 
 
 def linear_probe(z: torch.Tensor, labels: Sequence[Hashable], *, test_fraction: float = 0.3, seed: int = 0,
                  weight_decay: float = 1e-3, max_iter: int = 100) -> dict[str, Any] | None:
-    """Multinomial logistic regression on standardised z [N, Z] (L-BFGS, L2 penalty), trained on a stratified
-    split; test accuracy beside the majority-class baseline. None when there is nothing to test."""
+    """Multinomial logistic regression (sklearn, L-BFGS) on z [N, Z] standardised by the training items, minimising
+    mean cross-entropy + weight_decay · ||W||², trained on a stratified split; test accuracy beside the
+    majority-class baseline. None when there is nothing to test."""
     train, test = stratified_split(labels, test_fraction=test_fraction, seed=seed)
-    classes = list(dict.fromkeys(labels))
-    if not test or len(classes) < 2:
+    y = _codes(labels)
+    if not test or y.max() < 1:
         return None
-    y = torch.tensor([classes.index(label) for label in labels])
-    x = z.detach().double()
-    mean, std = x[train].mean(0), x[train].std(0, unbiased=False).clamp_min(1e-8)
-    x = (x - mean) / std  # (N, Z)
-    w = torch.zeros(x.shape[1], len(classes), dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(len(classes), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=max_iter, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(x[train] @ w + b, y[train]) + weight_decay * (w ** 2).sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        opt.step(closure)
-    predicted = (x[test] @ w + b).argmax(1)
-    majority = torch.bincount(y[train], minlength=len(classes)).argmax()
-    return {"accuracy": float((predicted == y[test]).double().mean()),
-            "majority_baseline": float((y[test] == majority).double().mean()),
-            "train": len(train), "test": len(test), "classes": len(classes)}
+    # sklearn minimises C · sum of losses + ½ ||W||²: the same minimum as the objective above for this C.
+    c = 0.5 / (weight_decay * len(train)) if weight_decay > 0 else math.inf
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter))
+    x = z.detach().cpu().double().numpy()  # (N, Z)
+    model.fit(x[train], y[train])
+    majority = np.bincount(y[train]).argmax()
+    return {"accuracy": float(model.score(x[test], y[test])),
+            "majority_baseline": float((y[test] == majority).mean()),
+            "train": len(train), "test": len(test), "classes": int(y.max()) + 1}
 
 
 def embedding_metrics(z: torch.Tensor, labels: Sequence[Hashable], *, ks: Sequence[int] = (1, 5),
@@ -323,16 +322,6 @@ def _finite(value: Any) -> bool:
 # The report
 
 
-def _read_config(run_dir: Path):
-    import yaml
-
-    from seqae.config import load_config_dict
-
-    if not (run_dir / "config.yaml").is_file():
-        raise FileNotFoundError(f"{run_dir}: not a seqae run directory (no config.yaml)")
-    return load_config_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
-
-
 def eval_texts(config, data: str | Path | None):
     """The sentences (and labels) to evaluate a text run on: `data` (.txt, .jsonl with text/label, or any corpus
     `load_text_lines` reads), by default the run's data.heldout."""
@@ -374,34 +363,21 @@ def _text_results(run_dir: Path, data, limit: int | None, beam_size: int, seed: 
     return result, z, labels, lengths
 
 
-def load_speech_task(run_dir: str | Path, data: str | Path | None = None):
-    """(task, step): a speech run's SpeechTask with its newest weights; `data` (a manifest or a folder of audio)
-    replaces data.heldout."""
-    from dataclasses import replace
-
-    from seqae.checkpoint import CheckpointError, load_latest
-    from seqae.tasks.speech import SpeechTask
-
-    run_dir = Path(run_dir)
-    config = _read_config(run_dir)
-    if data is not None:
-        config = replace(config, data=replace(config.data, heldout=str(data)))
-    task = SpeechTask(config, run_dir)
-    ckpt = load_latest(run_dir)
-    if ckpt is None:
-        raise CheckpointError(f"{run_dir}: no usable checkpoint in {run_dir / 'checkpoints'}")
-    task.model.load_state_dict(ckpt["model"])
-    task.model.eval()
-    return task, ckpt["step"]
-
-
-def _speech_results(run_dir: Path, data, limit: int | None, seed: int):
+def _speech_results(run_dir: Path, data, limit: int | None, seed: int, max_len: int | None | str,
+                    cache_dir: Path | None):
     """(report fields, z [N, Z], word labels or None, lengths in frames) of a speech run."""
     from seqae.eval.speech import downsampled_frames, mean_frames
+    from seqae.runs import load_run
 
-    task, step = load_speech_task(run_dir, data)
-    feats, rows = task.data.heldout[:limit], task.data.heldout_rows[:limit]
-    z, _ = task.embed(feats)
+    run = load_run(run_dir)
+    max_len = run.config.data.max_len if max_len == "train" else max_len
+    sources = run.heldout_rows() if data is None else data
+    speech = run.features(sources[:limit] if data is None else sources, max_len=max_len, cache_dir=cache_dir)
+    feats, rows = speech.features[:limit], speech.rows[:limit]
+    if not feats:
+        raise ValueError(f"{data or run.config.data.heldout}: no usable audio to evaluate "
+                         f"({speech.skipped.num_skipped} files skipped)")
+    z = run.encode(feats)
     embeddings = {}
     for kind in ("label", "speaker"):
         labels = [getattr(r, kind) for r in rows]
@@ -411,9 +387,9 @@ def _speech_results(run_dir: Path, data, limit: int | None, seed: int):
         if "ap" in embeddings[kind]:  # the label-free baselines z should beat
             embeddings[kind]["ap_mean_frames"] = same_different_ap(mean_frames(feats), labels)
             embeddings[kind]["ap_downsampled"] = same_different_ap(downsampled_frames(feats, n=10), labels)
-    result = {"task": "speech", "step": step, "data": str(data or task.config.data.heldout), "items": len(feats),
-              "skipped_files": task.data.stats["heldout_audio"]["skipped"],
-              "reconstruction": summarize_speech(reconstruct_speech(task, feats)), "embeddings": embeddings}
+    result = {"task": "speech", "step": run.step, "data": str(data or run.config.data.heldout), "items": len(feats),
+              "skipped_files": speech.skipped.num_skipped, "truncated": speech.truncated,
+              "reconstruction": summarize_speech(reconstruct_speech(run, feats)), "embeddings": embeddings}
     labels = [r.label for r in rows] if all(r.label is not None for r in rows) else None
     return result, z, labels, [x.shape[0] for x in feats]
 
@@ -441,21 +417,27 @@ def _figures(result: dict[str, Any], out: Path, z: torch.Tensor, labels, lengths
 
 
 def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, out: str | Path | None = None,
-                 limit: int | None = None, beam_size: int = 1, seed: int = 0, tsne: bool = True) -> dict[str, Any]:
+                 limit: int | None = None, beam_size: int = 1, seed: int = 0, tsne: bool = True,
+                 max_len: int | None | str = "train") -> dict[str, Any]:
     """Evaluate a run and write report.md, report.json and the figures into `out` (default: the run directory).
 
-    `data`: what to evaluate on (default: the run's data.heldout); `limit`: its first N items only; `beam_size`:
-    text decoding; `tsne`: also a t-SNE map when scikit-learn is installed and the set is small.
-    Returns the contents of report.json.
+    `data`: what to evaluate on (default: the run's held-out data); `limit`: its first N items only; `beam_size`:
+    text decoding; `tsne`: also a t-SNE map when the set is small; `max_len` (speech): utterances longer than this
+    many frames are cut to it, counted in the report ("train": the run's data.max_len; None: never cut).
+    Features of other data are cached under `out`/features when `out` is given, else not cached: the run
+    directory's own cache is only read for its own held-out data. Returns the contents of report.json.
     """
     from seqae.eval.plots import plot_learning_curves
+    from seqae.runs import find_run_dir, read_run_config
 
-    run_dir = Path(run_dir)
-    out = Path(out) if out is not None else run_dir
-    if _read_config(run_dir).task == "speech":
-        result, z, labels, lengths = _speech_results(run_dir, data, limit, seed)
+    run_dir = find_run_dir(run_dir)
+    own_cache = read_run_config(run_dir).features.cache_dir or run_dir / "features"
+    if read_run_config(run_dir).task == "speech":
+        cache = own_cache if data is None else (Path(out) / "features" if out is not None else None)
+        result, z, labels, lengths = _speech_results(run_dir, data, limit, seed, max_len, cache)
     else:
         result, z, labels, lengths = _text_results(run_dir, data, limit, beam_size, seed)
+    out = Path(out) if out is not None else run_dir
     out.mkdir(parents=True, exist_ok=True)
     name = run_dir.resolve().name
     if name == "run":  # recipes put the run in <out>/run: name it by its recipe output folder
@@ -491,7 +473,10 @@ def render_markdown(result: dict[str, Any]) -> str:
         counted = (f"{result['items']} sentences ({result['skipped_empty']} empty lines skipped, "
                    f"{result['truncated']} cut to data.max_len)")
     else:
-        counted = f"{result['items']} utterances ({result['skipped_files']} unusable files skipped)"
+        cut = result.get("truncated") or {}
+        cut = (f"{cut['items']} longer than {cut['max_len']} frames cut to it, {cut['frames_cut']} frames dropped"
+               if cut.get("max_len") is not None else "none cut")
+        counted = f"{result['items']} utterances ({result['skipped_files']} unusable files skipped; {cut})"
     lines = [f"# Evaluation of `{result['run']}`", "", f"- checkpoint step {result['step']}, {result['task']} run",
              f"- data: `{result['data']}`: {counted}", "", "## Reconstruction", ""]
     if text:

@@ -36,11 +36,12 @@ def same_different_ap(embeddings: torch.Tensor, labels: Sequence[Hashable]) -> f
     Returns:
         ``AP = mean over positive pairs p of precision(score >= score(p))``, i.e. the area under the
         precision-recall curve with one point per distinct score (tied pairs count together, so the
-        result does not depend on the order of ties). 1.0 means every positive pair scores above every
-        negative one.
+        result does not depend on the order of ties; sklearn's ``average_precision_score``). 1.0 means
+        every positive pair scores above every negative one.
 
     Raises:
-        ValueError: shapes disagree, there are fewer than two items, or no two items share a label.
+        ValueError: shapes disagree, there are fewer than two items, an embedding is not finite, or no two
+            items share a label.
     """
     if embeddings.dim() != 2:
         raise ValueError(f"same_different_ap: embeddings must be [N, D], got shape {tuple(embeddings.shape)}")
@@ -49,25 +50,19 @@ def same_different_ap(embeddings: torch.Tensor, labels: Sequence[Hashable]) -> f
         raise ValueError(f"same_different_ap: {n} embeddings but {len(labels)} labels")
     if n < 2:
         raise ValueError(f"same_different_ap: needs at least 2 items, got {n}")
+    if not bool(torch.isfinite(embeddings).all()):
+        raise ValueError("same_different_ap: embeddings contain NaN or infinity")
+    from sklearn.metrics import average_precision_score  # here, not above: it adds ~1 s to `import seqae`
+
     ids = {label: k for k, label in enumerate(dict.fromkeys(labels))}
     codes = torch.tensor([ids[label] for label in labels])  # (N,)
-    unit = F.normalize(embeddings.detach().double(), dim=1)  # (N, D)
+    unit = F.normalize(embeddings.detach().cpu().double(), dim=1)  # (N, D)
     i, j = torch.triu_indices(n, n, offset=1)  # pairs i < j
     scores = (unit[i] * unit[j]).sum(dim=1)  # (N(N-1)/2,)
     positive = codes[i] == codes[j]
-    num_pos = int(positive.sum())
-    if num_pos == 0:
+    if not bool(positive.any()):
         raise ValueError("same_different_ap: no two items share a label, so there are no positive pairs")
-    order = torch.argsort(scores, descending=True)
-    scores, positive = scores[order], positive[order]
-    true_pos = positive.double().cumsum(0)  # (P,) positives among the first k+1 pairs
-    # The last pair of each run of equal scores closes a threshold; precision is read there.
-    last_of_tie = torch.ones_like(positive)
-    last_of_tie[:-1] = scores[1:] != scores[:-1]
-    ends = last_of_tie.nonzero().flatten()  # (K,)
-    precision = true_pos[ends] / (ends + 1).double()  # (K,)
-    new_pos = torch.diff(true_pos[ends], prepend=true_pos.new_zeros(1))  # positives per threshold
-    return float((new_pos * precision).sum() / num_pos)
+    return float(average_precision_score(positive.numpy(), scores.numpy()))
 
 
 def _check_features(features: Sequence[torch.Tensor], name: str) -> int:
@@ -173,3 +168,27 @@ def griffin_lim(logmel: torch.Tensor, extractor: FeatureExtractor, *, cmvn: Cmvn
         wav = vocoder(power)  # (S,)
     peak = float(wav.abs().max())
     return wav * (0.9 / peak) if peak > 0 else wav
+
+
+def write_reconstructions(run, sources, out_dir: str | os.PathLike[str], *, audio: bool = False,
+                          names: Sequence[str] | None = None, max_len: int | None = None) -> list[dict]:
+    """For each utterance of a speech run (audio files or manifest rows, as `SpeechRun.features` reads them; cut to
+    `max_len` frames), a PNG of its log-Mel above the one generated from z alone and, with `audio` (logmel runs),
+    Griffin-Lim WAVs of both. Returns per utterance: png, wavs, frames and rebuilt_frames."""
+    from seqae.frontend.audio import write_audio
+
+    if audio and run.extractor.kind != "logmel":
+        raise ValueError(f"audio: Griffin-Lim needs logmel features; this run computes {run.extractor.kind!r}")
+    speech = run.features(sources, strict=True, max_len=max_len)
+    out, written = Path(out_dir), []
+    for i, (row, x, y) in enumerate(zip(speech.rows, speech.features, run.reconstruct(speech.features))):
+        stem = names[i] if names is not None else f"{i}_{Path(row.path).stem}"
+        title = f"{row.label or row.text or Path(row.path).name}: rebuilt from z"
+        item = {"png": plot_reconstruction(x, y, out / f"{stem}.png", title), "wavs": [], "frames": x.shape[0],
+                "rebuilt_frames": y.shape[0]}
+        for suffix, feats in (("orig", x), ("rebuilt", y)) if audio else ():
+            wav_path = out / f"{stem}.{suffix}.wav"
+            write_audio(wav_path, griffin_lim(feats, run.extractor, cmvn=run.cmvn), run.extractor.sample_rate)
+            item["wavs"].append(wav_path)
+        written.append(item)
+    return written

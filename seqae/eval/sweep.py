@@ -32,19 +32,19 @@ def parse_sizes(text: str) -> list[int]:
     return sizes
 
 
-def evaluate_by_length(config: Config, run_dir: Path) -> list[dict[str, Any]]:
+def evaluate_by_length(run_dir: Path) -> list[dict[str, Any]]:
     """Reconstruction rows by length bin (then "all") of a trained run, on its first data.eval_sentences
     held-out items (see `seqae.eval.report.summarize_text` / `summarize_speech`)."""
     from seqae.eval import report
-
-    limit = config.data.eval_sentences
-    if config.task == "speech":
-        task, _ = report.load_speech_task(run_dir)
-        return report.summarize_speech(report.reconstruct_speech(task, task.data.heldout[:limit]))
     from seqae.runs import load_run
 
     run = load_run(run_dir)
-    sentences = report.eval_texts(config, None).texts[:limit]
+    limit = run.config.data.eval_sentences
+    if run.task == "speech":
+        speech = run.features(run.heldout_rows()[:limit], max_len=run.config.data.max_len,
+                              cache_dir=run.config.features.cache_dir or run.run_dir / "features")
+        return report.summarize_speech(report.reconstruct_speech(run, speech.features))
+    sentences = report.eval_texts(run.config, None).texts[:limit]
     return report.summarize_text(report.reconstruct_text(run, sentences))
 
 
@@ -63,7 +63,7 @@ def sweep(config: Config, sizes: Sequence[int], out_dir: str | Path) -> list[dic
         print(f"sweep: bottleneck {size} -> {run_dir}")
         final = pretrain(cfg, run_dir)
         results.append({"bottleneck": size, "run_dir": str(run_dir), "final": final,
-                        "by_length": evaluate_by_length(cfg, run_dir)})
+                        "by_length": evaluate_by_length(run_dir)})
     (out_dir / "sweep.json").write_text(json.dumps(results, indent=2) + "\n")
     figure = plot(results, out_dir / "sweep.png", task=config.task)
     (out_dir / "sweep.md").write_text(render_markdown(results, config.task, figure.name))

@@ -6,7 +6,8 @@ from typing import Any, Sequence
 
 import torch
 
-from seqae.data.batching import TokenBudgetBatcher, collate_tokens
+from seqae.data.batching import TokenBudgetBatcher
+from seqae.frontend.collate import collate_tokens
 from seqae.generate import beam_search, greedy_decode
 from seqae.eval.metrics import reconstruction_counts, teacher_forced_accuracy
 

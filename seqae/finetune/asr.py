@@ -25,10 +25,11 @@ from torch import Tensor, nn
 from seqae.config import ConfigError
 from seqae.data.batching import TokenBudgetBatcher
 from seqae.data.manifest import ManifestRow, read_manifest
-from seqae.data.speech import collate_frames, load_speech_features
-from seqae.export import PretrainedEncoder
+from seqae.data.speech import load_speech_features
+from seqae.frontend.collate import collate_frames
+from seqae.export.encoder import PretrainedEncoder
 from seqae.frontend.features import FeatureCache
-from seqae.finetune import freeze, init_encoder, labelled_subset
+from seqae.finetune.common import freeze, init_encoder, labelled_subset
 from seqae.finetune.config import FinetuneConfig
 from seqae.finetune.ctc import BLANK_ID, CharVocab, ctc_greedy_decode, ctc_min_frames, error_rates, \
     normalize_transcript
@@ -115,7 +116,12 @@ def _rows(source: str, key: str, stats: dict[str, Any]) -> tuple[list[ManifestRo
 
 
 class AsrTask:
-    """CTC fine-tuning of a speech encoder on labelled utterances (a `label_fraction` subset of data.train)."""
+    """CTC fine-tuning of a speech encoder on labelled utterances (a `label_fraction` subset of data.train).
+
+    A `seqae.tasks.Task`: the training loop of `seqae.train` drives it.
+    """
+
+    stream = None  # the labelled set is held in memory
 
     def __init__(self, config: FinetuneConfig, run_dir: Path) -> None:
         self.config, self.run_dir = config, Path(run_dir)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from seqae.config import ConfigError, Normalization, TrainConfig, _check, load_config
+from seqae.config import Normalization, TrainConfig, _check, load_config
 
 __all__ = ["DecoderConfig", "FinetuneConfig", "FinetuneDataConfig", "TargetTokenizerConfig", "load_finetune_config"]
 

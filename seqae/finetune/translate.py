@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqae.config import ConfigError
-from seqae.data.batching import TokenBudgetBatcher, collate_tokens
-from seqae.export import PretrainedEncoder
-from seqae.finetune import freeze, init_encoder, labelled_subset
+from seqae.data.batching import TokenBudgetBatcher
+from seqae.frontend.collate import collate_tokens
+from seqae.export.encoder import PretrainedEncoder
+from seqae.finetune.common import freeze, init_encoder, labelled_subset
 from seqae.finetune.config import DecoderConfig, FinetuneConfig
 from seqae.generate import beam_search, greedy_decode
 from seqae.models.decoders import State, TransformerDecoder
@@ -153,7 +154,12 @@ class TranslateData:
 
 
 class TranslateTask:
-    """Seq2seq fine-tuning of a text encoder on a `label_fraction` subset of the training pairs."""
+    """Seq2seq fine-tuning of a text encoder on a `label_fraction` subset of the training pairs.
+
+    A `seqae.tasks.Task`: the training loop of `seqae.train` drives it.
+    """
+
+    stream = None  # the labelled set is held in memory
 
     def __init__(self, config: FinetuneConfig, run_dir: Path) -> None:
         self.config, self.run_dir = config, Path(run_dir)

@@ -37,6 +37,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from seqae.frontend.audio import AudioError
+from seqae.config import FeatureConfig
 
 __all__ = ["FEATURE_KINDS", "Cmvn", "FeatureCache", "FeatureExtractor", "settings_hash"]
 
@@ -63,8 +64,9 @@ BATCH_SAMPLES = 16000 * 120
 
 
 class _PowerSpectrogram(nn.Module):
-    """torchaudio's `Spectrogram` (power 2) with |X|² taken as re² + im²: its `abs().pow(2)` of the complex STFT
-    was the largest single cost of a batched log-Mel on the CPU, and is 3× slower (equal to float rounding)."""
+    """torchaudio's `Spectrogram` (power 2) with |X|² taken as re² + im² (equal to float rounding): its
+    `abs().pow(2)` of the complex STFT was the largest single cost of a batched log-Mel on the CPU (measured:
+    benchmarks/README.md, 'power spectrum')."""
 
     def __init__(self, spectrogram: TT.Spectrogram) -> None:
         super().__init__()
@@ -226,6 +228,12 @@ class FeatureExtractor(nn.Module):
             "win_ms": self.win_ms,
             "hop_ms": self.hop_ms,
         }
+
+    @classmethod
+    def from_config(cls, fc: FeatureConfig) -> FeatureExtractor:
+        """The extractor a config's `features` section describes."""
+        return cls(kind=fc.kind, sample_rate=fc.sample_rate, n_mels=fc.n_mels, n_mfcc=fc.n_mfcc, win_ms=fc.win_ms,
+                   hop_ms=fc.hop_ms)
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> FeatureExtractor:

@@ -98,3 +98,22 @@ class TransformerEncoder(nn.Module):
         else:
             final = h[torch.arange(B, device=h.device), (lengths - 1).clamp(min=0)]  # (B, D) last real position
         return EncoderOutput(states=h, lengths=lengths, final=final, layers=layers if return_layers else [h])
+
+
+class EncoderStack(nn.Module):
+    """Input layer (token `embedding` or frame `frontend`) and the sequence encoder `body`."""
+
+    def __init__(self, *, body: nn.Module, embedding: nn.Embedding | None = None,
+                 frontend: nn.Module | None = None) -> None:
+        super().__init__()
+        if (embedding is None) == (frontend is None):
+            raise ValueError("EncoderStack needs exactly one of embedding (text) and frontend (speech)")
+        self.embedding, self.frontend, self.body = embedding, frontend, body
+
+    def forward(self, x: Tensor, lengths: Tensor, *, return_layers: bool = False) -> EncoderOutput:
+        """x: token ids [B, T] or frames [B, T, F]; lengths: [B] -> EncoderOutput (lengths after the front end)."""
+        if self.embedding is not None:
+            h = self.embedding(x)  # (B, T, E)
+        else:
+            h, lengths = self.frontend(x, lengths)  # (B, T', E)
+        return self.body(h, lengths, return_layers=return_layers)

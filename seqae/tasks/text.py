@@ -16,11 +16,11 @@ from typing import Any
 import torch
 
 from seqae.config import Config, ConfigError
-from seqae.data.batching import collate_tokens
+from seqae.frontend.collate import collate_tokens
 from seqae.data.stream import StreamBatcher
 from seqae.data.text import TextStream, encode_lines, load_text_lines
 from seqae.eval.tokens import evaluate_tokens
-from seqae.models.builder import build_token_autoencoder
+from seqae.models.builder import build_model
 from seqae.noise.pipeline import NoisePipeline
 from seqae.frontend.tokenizer import Tokenizer, train_tokenizer
 
@@ -118,13 +118,11 @@ def _tokenizer(config: Config, run_dir: Path, lines: Iterable[str]) -> Tokenizer
 
 
 def build_noise(specs, kind: str) -> NoisePipeline | None:
-    """The noise pipeline of a config (None when it lists no noise); errors become ConfigError naming `noise`."""
+    """The noise pipeline of a config's `noise:` list (None when it lists no noise). The list is validated by
+    seqae.config (a config's is already): a bad entry is a ConfigError naming it, e.g. `noise[0].ratio: ...`."""
     if not specs:
         return None
-    try:
-        return NoisePipeline.from_config(specs, kind=kind)
-    except ValueError as err:
-        raise ConfigError(f"noise: {err}") from None
+    return NoisePipeline.from_config(specs, kind=kind)
 
 
 def corrupted_positions(inputs: list[int], target: list[int]) -> list[bool]:
@@ -157,7 +155,7 @@ class TextTask:
         else:
             self.tokenizer, self.data = prepare_text(config, run_dir)
         self.noise = build_noise(config.noise, "tokens")
-        self.model = build_token_autoencoder(config.model, self.tokenizer.vocab_size, regularize=config.regularize)
+        self.model = build_model(config, vocab_size=self.tokenizer.vocab_size)
         self._noise_context = {"vocab_size": self.tokenizer.vocab_size, "word_start": self.tokenizer.word_start_mask()}
 
     def summary(self) -> str:

@@ -3,10 +3,9 @@
 A training step frees most of its activations and allocates tensors of the same sizes again in the next step.
 glibc's malloc hands blocks above its mmap threshold straight back to the kernel and trims the top of its heap
 when more than its trim threshold is free; both thresholds move with the sizes freed, so with batches of varying
-shape the memory keeps going back and forth: every reuse is a page fault and a zeroed page. On the Transformer AE
-of `benchmarks/` (2 cores, Intel Xeon) glibc's defaults cost 3,500-10,000 page faults a step over 8 epochs; with
-the thresholds fixed at 1 GiB, 0-160 after the first epoch, and 160 steps took 0.93x the time (43.6-44.4 s against
-46.9-47.6 s, two runs each), with the same peak RSS (2.0-2.1 GB): the heap stops at the step's peak and is reused.
+shape the memory keeps going back and forth: every reuse is a page fault and a zeroed page. With the thresholds
+fixed, the heap stops at the step's peak and is reused: far fewer page faults and faster steps at the same peak RSS
+(measured: benchmarks/README.md, 'malloc').
 
 `keep_freed_memory()` sets the thresholds with `mallopt` (the effect of the `MALLOC_MMAP_THRESHOLD_` and
 `MALLOC_TRIM_THRESHOLD_` environment variables, set from inside the process). It is process-wide and stays for

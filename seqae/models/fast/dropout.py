@@ -26,8 +26,8 @@ def dropout_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dty
 
     torch's CPU generator (mt19937) is serial and slow; here a 64-bit seed drawn from it starts numpy's SFC64,
     whose 64-bit words are read as four 16-bit draws each and compared with a threshold, straight into a mask of
-    `dtype`. So `torch.manual_seed` and the torch RNG state saved in checkpoints still fix every mask. A
-    64×63×1024 mask took 4.2 ms instead of 11.8 ms with torch's `randint`, compare and cast (2 threads).
+    `dtype`. So `torch.manual_seed` and the torch RNG state saved in checkpoints still fix every mask, and
+    it is faster than torch's `randint`, compare and cast (measured: benchmarks/README.md, 'dropout masks').
     """
     n = math.prod(shape)
     seed = _draw_seed()
@@ -59,9 +59,8 @@ def dropout(x: Tensor, p: float) -> Tensor:
 
     CPU fp32 tensors take seqae's compiled one-pass kernel where it could be built (`_NativeDropout`), other CPU
     tensors (bf16 under autocast) a mask of its decisions, and all where it could not a numpy-drawn mask
-    (`dropout_mask`); other devices `F.dropout`. On the benchmark's Transformer AE (2 Intel Xeon cores) dropout 0.1
-    added 30-32 ms to a forward and backward pass of 236-244 ms with the kernel, 48-52 ms with numpy's masks
-    (benchmarks/README.md)."""
+    (`dropout_mask`); other devices `F.dropout`. The kernel adds less to a step than numpy's masks (measured:
+    benchmarks/README.md, 'dropout')."""
     if p == 0.0:
         return x
     if x.device.type != "cpu":
@@ -75,11 +74,8 @@ def dropout(x: Tensor, p: float) -> Tensor:
 
 
 class Dropout(nn.Module):
-    """`nn.Dropout` computed by `dropout`: cheaper than torch's on the CPU, `F.dropout` on other devices.
-
-    Dropout masks were 17% of a Transformer AE training step with torch's `bernoulli_` on the CPU, and the
-    mask's random draws still 9% after moving to 16-bit draws from `randint` (benchmarks/README.md).
-    """
+    """`nn.Dropout` computed by `dropout`: cheaper than torch's on the CPU, whose `bernoulli_` masks were a large
+    part of a training step (measured: benchmarks/README.md, 'dropout masks'); `F.dropout` on other devices."""
 
     def __init__(self, p: float) -> None:
         super().__init__()
@@ -101,8 +97,8 @@ def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None,
 
     Attention with dropout on its probabilities, for training on the CPU. There SDPA with dropout takes its unfused
     math path anyway; written out, it draws the mask with `dropout_mask` and skips SDPA's guard for rows with no
-    key (none here: every sequence has a position, and a causal row sees itself). Forward and backward of
-    64×4×63×63 attention took 23 ms instead of 34 ms (2 threads).
+    key (none here: every sequence has a position, and a causal row sees itself), which makes it faster (measured:
+    benchmarks/README.md, 'attention with dropout').
     """
     scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1))  # (B, H, T, S)
     if mask is not None:

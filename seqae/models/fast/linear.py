@@ -3,12 +3,11 @@
 Dimension letters: M rows (every leading dimension flattened), K input width, N output width.
 
 torch's CPU fp32 `addmm`/`mm` call MKL's sgemm. On x86 CPUs not made by Intel, MKL takes its AVX2 code path even
-where the CPU has AVX-512: a 2048² product at 180-195 GFLOP/s on 2 AMD EPYC cores with AVX-512, where oneDNN, which
-torch also ships and which picks its kernels from the instruction set alone, ran it at 388-442 GFLOP/s
-(benchmarks/README.md). On a CPU without AVX-512 both run AVX2 kernels, and there MKL was the faster: on 2 AMD EPYC
-(Zen 3) cores, oneDNN's weight-gradient products (grad^T x, one operand a transposed view) ran at 74-110 GFLOP/s
-against MKL's 118-143 at the model's shapes, and the Transformer AE trained 1.24x faster on BLAS. The results are
-fp32 products in both (they differ in rounding only, about 1e-7 relative).
+where the CPU has AVX-512, and oneDNN, which torch also ships and which picks its kernels from the instruction set
+alone, runs the same products much faster. On a CPU without AVX-512 both run AVX2 kernels, and there MKL was
+faster, above all in the weight-gradient products (grad^T x, one operand a transposed view) (measured:
+benchmarks/README.md, 'GEMM choice'). The results are fp32 products in both (they differ in rounding only, about
+1e-7 relative).
 
 `set_cpu_gemm("auto" | "blas" | "onednn")` chooses; "auto" (the default, and `train.cpu_gemm`'s) is oneDNN on x86
 CPUs with AVX-512 whose vendor is not Intel, and BLAS elsewhere: a fixed choice for a given machine, so a resumed
@@ -29,9 +28,8 @@ from torch import Tensor, nn
 
 CPU_GEMMS = ("auto", "blas", "onednn")
 MIN_ROWS = 64
-"""Below this many rows (a decoding step of a small batch) oneDNN is not reliably faster: with 2 threads, 8 rows of
-256 -> 256 took 19 µs against 14 for BLAS, and 16-48 rows of 1024 -> 256 took 258-325 µs against 85-178; from 64
-rows on it was as fast or faster at every shape of the benchmark's model (64 rows of 1024 -> 256: 121 against 227)."""
+"""Below this many rows (a decoding step of a small batch) oneDNN is not reliably faster; from 64 rows on it was as
+fast or faster at every shape of the benchmark's model (measured: benchmarks/README.md, 'MIN_ROWS')."""
 
 _choice = "auto"
 
@@ -121,8 +119,8 @@ class _OneDNNLinear(torch.autograd.Function):
 
 def _weight_grad(grad: Tensor, x: Tensor) -> Tensor:
     """grad: [M, N], x: [M, K] -> grad^T x: [N, K]. The sum runs over M, so both operands are passed transposed:
-    the second is read in place, the first must be contiguous, so the narrower of N and K is transposed (1.3-1.7x
-    faster than the other way round, 2 threads, M = 1408)."""
+    the second is read in place, the first must be contiguous, so the narrower of N and K is transposed (the
+    faster way round; measured: benchmarks/README.md, 'weight gradient')."""
     N, K = grad.shape[1], x.shape[1]
     if N <= K:
         return _onednn(transpose(grad), x.t())  # (N, K)
@@ -139,8 +137,8 @@ def transpose(t: Tensor) -> Tensor:
 
     The first pass moves column blocks [M, 16] whole ([K/16, M, 16]), the second transposes each block, so every
     read and write moves 64 contiguous bytes; torch's one-pass copy of the transposed view (`t.t().contiguous()`)
-    was slower at every shape measured. [2240, 256] took 0.36-0.38 ms instead of 0.47-0.87, [2240, 768] 1.45 instead of
-    3.81 (2 threads, AMD EPYC). The values are copied, not computed: the result is bit-identical.
+    was slower at every shape measured (benchmarks/README.md, 'transpose'). The values are copied, not computed: the
+    result is bit-identical.
     """
     M, K = t.shape
     b = TRANSPOSE_BLOCK
@@ -154,7 +152,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """`F.linear(x, weight, bias)`: x [..., K], weight [N, K] -> [..., N], on the GEMM `cpu_gemm()` names."""
     if not _use_onednn(x, weight):
         return F.linear(x, weight, bias)
-    # contiguous: oneDNN read a strided operand (the CLS rows h[:, 0]) ~500x slower in the weight gradient
+    # contiguous: oneDNN reads a strided operand (the CLS rows h[:, 0]) far slower in the weight gradient
+    # (measured: benchmarks/README.md, 'weight gradient')
     rows = x.reshape(-1, x.shape[-1]).contiguous()  # (M, K)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
         y = _OneDNNLinear.apply(rows, weight, bias)  # (M, N)
@@ -183,10 +182,8 @@ class Linear(nn.Linear):
 
 BF16_SLOW = 4.0
 """A bf16 product this many times slower than fp32 means the CPU has no bf16 arithmetic (AVX-512 BF16, AMX) and
-torch converts in software: on 2 AMD EPYC (Zen 3) cores bf16 linear products ran at 10-19 GFLOP/s against 80-150
-for fp32 at the benchmark model's shapes (7-11x slower at 256 x 256 x 256; a bf16 `torch.mm` of two row-major
-operands, as in a backward pass, ran at 1), and a training step of its Transformer AE took 21 s in bf16 against
-0.6-0.7 s in fp32; on an Intel Xeon with AMX bf16 autocast trained it 1.31-1.61x faster than fp32."""
+torch converts in software, where bf16 training is many times slower than fp32; with bf16 arithmetic it is faster
+(measured: benchmarks/README.md, 'bf16')."""
 
 
 def bf16_slowdown(rows: int = 256, width: int = 256, *, repeats: int = 5) -> float:

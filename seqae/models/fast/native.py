@@ -1,8 +1,8 @@
 """seqae's compiled CPU kernel: dropout in one pass (`dropout.c`), built with the machine's C compiler on first use.
 
 Dropout on the CPU was the largest cost of a Transformer AE training step outside its matrix products: drawing
-the masks alone (numpy's SFC64, a comparison, a scale) took 26 ms of a 130 ms forward pass on 2 Intel Xeon cores,
-and applying them is a multiply forward and backward that reads a stored fp32 mask (benchmarks/README.md).
+the masks (numpy's SFC64, a comparison, a scale), then a multiply forward and backward that reads a stored fp32
+mask (measured: benchmarks/README.md, 'dropout kernel').
 `dropout(x, seed, p)` computes `x * keep * 1/(1-p)` in one pass, its random decisions a pure function of the seed
 and the element's index, so the backward pass recomputes them instead of reading a mask; large tensors are split
 over torch's own OpenMP threads.
@@ -11,7 +11,7 @@ The library is compiled with `$CC` (else `cc`, `gcc` or `clang`, whichever is fo
 into `$SEQAE_NATIVE_CACHE` (default `~/.cache/seqae/native`; a temporary folder where that cannot be written), a
 few kB built in well under a second, named by a hash of the source, the compiler, its flags and the CPU, and
 loaded with ctypes. Where there is no compiler, or `SEQAE_NATIVE=0`, `library()` is None and
-`seqae.models.layers` draws the masks with numpy as before; `unavailable_reason()` says why.
+`seqae.models.fast.dropout` draws the masks with numpy; `unavailable_reason()` says why.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ SOURCE = Path(__file__).with_name("dropout.c")
 FLAGS = (("-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp"), ("-O3", "-march=native", "-fopenmp"),
          ("-O3", "-march=native"), ("-O3",))
 """Compiler flags, tried in order until one builds; without -fopenmp the pass runs on one thread. gcc keeps to
-256-bit vectors on AVX-512 CPUs unless told: with 512, a 1.44M-element pass took 463 µs instead of 584 (one Intel
-Xeon core; torch's multiply by a scalar 488)."""
+256-bit vectors on AVX-512 CPUs unless told, and the pass is faster with 512 (measured: benchmarks/README.md,
+'dropout kernel')."""
 
 _reason: list[str] = []
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from seqae.export import PretrainedEncoder
+from seqae.export.encoder import PretrainedEncoder
 from seqae.models.encoders import EncoderOutput, RNNEncoder
 from seqae.models.layers import lengths_to_mask
 

@@ -1,0 +1,94 @@
+"""The package layout's rules, read from the imports of every library module (function-level imports included):
+no import circles, the library never imports recipes or benchmarks, models import nothing of training, data, CLI,
+export or evaluation, noise knows no model, the loadable export depends on models, front ends and config only."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "seqae"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def resolve(name: str) -> str | None:
+    """The library module an import names (a submodule when it exists, else its package), or None if not ours."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module of ours that `path` imports, anywhere in the file; other imports as their top-level name."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(resolve(a.name) or a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:  # `from seqae.models.fast import native` imports the submodule
+                found.add(resolve(f"{node.module}.{alias.name}") or resolve(node.module) or node.module.split(".")[0])
+    return found
+
+
+GRAPH = {name: {m for m in imports_of(path) if m in MODULES and m != name} for name, path in MODULES.items()}
+
+
+def within(name: str, *prefixes: str) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def test_the_rules_see_the_library():
+    assert len(MODULES) > 40 and "seqae.models.builder" in GRAPH["seqae.tasks.text"]
+    assert "seqae.models.fast.native" in GRAPH["seqae.models.fast.dropout"]  # `from package import module`
+
+
+def test_no_import_circles():
+    state: dict[str, str] = {}
+    cycles = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(GRAPH[node]):
+            if state.get(nxt) == "open":
+                cycles.append(" -> ".join(stack[stack.index(nxt):] + [node, nxt]) if nxt in stack else f"{node}->{nxt}")
+            elif nxt not in state:
+                visit(nxt, stack + [node])
+        state[node] = "done"
+
+    for name in sorted(GRAPH):
+        if name not in state:
+            visit(name, [])
+    assert not cycles, "import circles:\n" + "\n".join(cycles)
+
+
+@pytest.mark.parametrize(("layer", "allowed"), [
+    ("seqae.models", ("seqae.models", "seqae.config")),
+    ("seqae.noise", ("seqae.noise", "seqae.config")),
+    ("seqae.frontend", ("seqae.frontend", "seqae.config")),
+    ("seqae.export.encoder", ("seqae.export", "seqae.models", "seqae.frontend", "seqae.config")),
+    ("seqae.export.onnx", ("seqae.export", "seqae.models", "seqae.frontend", "seqae.config")),
+    ("seqae.export.card", ("seqae.export", "seqae.models", "seqae.frontend", "seqae.config")),
+    ("seqae.data", ("seqae.data", "seqae.frontend", "seqae.config")),
+    ("seqae.tasks", ("seqae.tasks", "seqae.data", "seqae.noise", "seqae.models", "seqae.frontend", "seqae.config",
+                     "seqae.eval.tokens", "seqae.eval.metrics", "seqae.eval.speech")),
+])
+def test_each_layer_imports_only_what_is_below_it(layer, allowed):
+    bad = sorted(f"{name} imports {m}" for name, deps in GRAPH.items() if within(name, layer)
+                 for m in deps if not within(m, *allowed))
+    assert not bad, "\n".join(bad)
+
+
+def test_the_library_never_imports_recipes_or_benchmarks():
+    bad = sorted(f"{name} imports {m}" for name, path in MODULES.items() for m in imports_of(path)
+                 if m.split(".")[0] in ("recipes", "benchmarks", "tests"))
+    assert not bad, "\n".join(bad)

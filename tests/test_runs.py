@@ -1,0 +1,88 @@
+"""One loader for text and speech runs, and the CLI verbs that go through it: speech runs encode and reconstruct,
+text-only verbs say so, a recipe's output folder is accepted, evaluation says what it cut and leaves the run
+directory alone."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from seqae import load_encoder
+from seqae.cli import main
+from seqae.data.manifest import read_manifest
+from seqae.export import export_run
+from seqae.models.frames import FrameAutoencoder
+from seqae.runs import SpeechRun, TextRun, find_run_dir, load_run
+
+HELDOUT = "data/espeak_words/test/manifest.jsonl"
+
+
+def test_load_run_knows_its_task(tiny_text_run, tiny_speech_run):
+    text, speech = load_run(tiny_text_run), load_run(tiny_speech_run)
+    assert isinstance(text, TextRun) and text.task == "text" and text.step == 3
+    assert isinstance(speech, SpeechRun) and speech.task == "speech" and isinstance(speech.model, FrameAutoencoder)
+    assert not speech.model.training and speech.cmvn is not None and speech.extractor.feature_dim == 24
+
+
+def test_speech_run_encodes_a_manifest_like_its_export(repo, tiny_speech_run, tmp_path):
+    run = load_run(tiny_speech_run)
+    z = run.encode(str(repo / HELDOUT))
+    assert z.shape == (8, 8)
+    encoder = load_encoder(export_run(tiny_speech_run, tmp_path / "export"))
+    rows = read_manifest(repo / HELDOUT)
+    torch.testing.assert_close(encoder([r.path for r in rows]).z, z, atol=1e-5, rtol=1e-5)  # audio paths accepted
+    rebuilt = run.reconstruct([rows[0].path])
+    assert rebuilt[0].dim() == 2 and rebuilt[0].shape[1] == 24
+
+
+def test_a_recipe_output_folder_is_accepted_and_several_runs_are_named(tiny_text_run, tmp_path):
+    out = tmp_path / "recipe_out"
+    shutil.copytree(tiny_text_run, out / "run")
+    assert find_run_dir(out) == out / "run"
+    assert load_run(out).reconstruct(["Hello."])
+    shutil.copytree(tiny_text_run, out / "other")
+    with pytest.raises(FileNotFoundError, match="holds several runs, name one: .*other, .*run"):
+        load_run(out)
+    with pytest.raises(FileNotFoundError, match="not a seqae run directory"):
+        load_run(tmp_path / "nothing")
+
+
+def test_cli_speech_encode_and_reconstruct(repo, tiny_speech_run, tmp_path, capsys):
+    assert main(["encode", str(tiny_speech_run), str(repo / HELDOUT), str(tmp_path / "z.npy")]) == 0
+    z = np.load(tmp_path / "z.npy")
+    torch.testing.assert_close(torch.from_numpy(z), load_run(tiny_speech_run).encode(str(repo / HELDOUT)))
+    wav = read_manifest(repo / HELDOUT)[0].path
+    assert main(["reconstruct", str(tiny_speech_run), str(wav), "--out", str(tmp_path / "rec"), "--audio"]) == 0
+    assert sorted(p.name for p in (tmp_path / "rec").iterdir()) == [
+        f"0_{wav.stem}.orig.wav", f"0_{wav.stem}.png", f"0_{wav.stem}.rebuilt.wav"]
+    assert "rebuilt from z" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("verb", [["anomaly", "--data", "x.txt"], ["search", "--index", "x.txt", "--query", "hi"],
+                                  ["compress", "--data", "x.txt", "--out", "z.npz"], ["interpolate", "a", "b"]])
+def test_text_only_verbs_say_so_for_a_speech_run(tiny_speech_run, capsys, verb):
+    assert main([verb[0], str(tiny_speech_run), *verb[1:]]) == 2
+    assert f"a speech run; seqae {verb[0]} works on text runs only" in capsys.readouterr().err
+
+
+def test_speech_evaluation_counts_what_it_cuts_and_leaves_the_run_alone(repo, tiny_speech_run, tmp_path):
+    home = tiny_speech_run.parent  # the run and its feature cache
+    before = sorted(str(p) for p in home.rglob("*"))
+    out = tmp_path / "report"
+    assert main(["evaluate", str(tiny_speech_run), "--data", str(repo / HELDOUT), "--out", str(out), "--no-tsne",
+                 "--max-len", "40"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    lengths = [x.shape[0] for x in load_run(tiny_speech_run).features(str(repo / HELDOUT)).features]
+    assert report["truncated"] == {"max_len": 40, "items": sum(n > 40 for n in lengths),
+                                   "frames_cut": sum(n - 40 for n in lengths if n > 40)}
+    assert report["truncated"]["items"] > 0
+    assert f"{report['truncated']['items']} longer than 40 frames cut to it" in (out / "report.md").read_text()
+    assert any((out / "features").iterdir())  # other data is cached under --out
+    assert sorted(str(p) for p in home.rglob("*")) == before
+    assert main(["evaluate", str(tiny_speech_run), "--data", str(repo / HELDOUT), "--out", str(out), "--no-tsne",
+                 "--max-len", "none"]) == 0
+    assert json.loads((out / "report.json").read_text())["truncated"]["items"] == 0
