@@ -9,9 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor
-
 from bench_common import Sizes, Stopwatch
+from torch import Tensor
 
 
 class NoEos:

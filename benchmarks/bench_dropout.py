@@ -39,7 +39,8 @@ def median_us(call, repeats: int = 200) -> float:
 
 
 def one_pass() -> None:
-    from seqae.models.fast import dropout as layers, native
+    from seqae.models.fast import dropout as layers
+    from seqae.models.fast import native
 
     for shape in ((64, 22, 256), (64, 22, 1024)):
         x = torch.randn(shape)
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     import run
+
     from seqae.models.fast import native
     from seqae.train import make_trainer
 

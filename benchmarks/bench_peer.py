@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from bench_common import Sizes, Stopwatch, best_window, rate
 from bench_train import profile_steps
 

@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
-
 from bench_common import Sizes, Stopwatch, best_window, rate
+from torch import nn
 
 VARIANTS: dict[str, dict[str, bool]] = {
     "baseline": {},

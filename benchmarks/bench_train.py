@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from bench_common import FORTUNES, FORTUNES_HELDOUT, Sizes, Stopwatch, best_window, rate
 
 GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm")

@@ -57,7 +57,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
 
 def _reconstruct_audio(run, args: argparse.Namespace) -> None:
     """Speech runs: audio files (arguments) or a manifest/folder (--file) -> PNGs (and WAVs with --audio)."""
-    from seqae.eval.speech import write_reconstructions
+    from seqae.apps.speech import write_reconstructions
 
     if bool(args.sentences) == bool(args.file):
         raise ConfigError("reconstruct: a speech run takes audio files as arguments, or --file MANIFEST_OR_FOLDER")
@@ -432,9 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from seqae.frontend.audio import AudioError
     from seqae.checkpoint import CheckpointError
     from seqae.data.text import CorpusError
+    from seqae.frontend.audio import AudioError
     from seqae.train import TrainingError
 
     args = build_parser().parse_args(argv)

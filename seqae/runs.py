@@ -21,6 +21,7 @@ import yaml
 from seqae.checkpoint import CheckpointError, load_latest
 from seqae.config import Config, ConfigError, load_config_dict
 from seqae.data.manifest import ManifestRow, SkipReport
+from seqae.data.speech import load_speech_features, read_rows, read_splits
 from seqae.eval.tokens import reconstruct_ids
 from seqae.frontend.audio import AudioError
 from seqae.frontend.collate import collate_tokens
@@ -30,7 +31,6 @@ from seqae.generate import beam_search, greedy_decode
 from seqae.models.autoencoder import TokenAutoencoder
 from seqae.models.builder import build_model
 from seqae.models.frames import FrameAutoencoder
-from seqae.data.speech import load_speech_features, read_rows, read_splits
 from seqae.tasks.speech import embed_frames, generate_frames
 
 

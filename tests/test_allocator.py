@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from seqae.models.fast import allocator
 from seqae.config import ConfigError, load_config_dict
+from seqae.models.fast import allocator
 
 glibc = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                            reason="the thresholds are glibc's")

@@ -6,11 +6,22 @@ import numpy as np
 import pytest
 import torch
 
-from seqae.apps import (anomaly, compress, decompress, dequantize, interpolate, nearest, precision_at_k, quantize,
-                        read_texts, roc_auc, roc_curve, sequence_nll, token_batch)
+from seqae.apps import (
+    anomaly,
+    compress,
+    decompress,
+    dequantize,
+    interpolate,
+    quantize,
+    read_texts,
+    roc_auc,
+    roc_curve,
+    sequence_nll,
+)
 from seqae.cli import main
 from seqae.config import load_config_dict
 from seqae.data.text import CorpusError
+from seqae.eval.embeddings import nearest, precision_at_k
 from seqae.eval.tokens import evaluate_tokens
 from seqae.runs import load_run
 from seqae.train import pretrain
@@ -135,7 +146,7 @@ def test_read_texts_counts_skips_and_names_bad_lines(tmp_path):
 
 def test_sequence_nll_is_the_teacher_forced_loss_of_each_sentence(run, sentences):
     nll = sequence_nll(run, sentences[:5], batch_size=2)  # batches with padding
-    tokens, lengths = token_batch(run, sentences[:5])
+    tokens, lengths = run.batch(sentences[:5])
     for i in range(5):
         single = evaluate_tokens(run.model, [tokens[i, : lengths[i]].tolist()], max_len=run.config.data.max_len)
         assert float(nll[i]) == pytest.approx(single["loss"], rel=1e-5)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from bad_inputs import AudioCorpus, TextCorpus, build_audio_corpus, build_text_corpus
+
 from seqae.cli import main
 
 

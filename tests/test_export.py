@@ -13,14 +13,14 @@ import yaml
 from safetensors.torch import load_file
 
 from seqae import load_encoder
-from seqae.frontend.audio import load_audio
 from seqae.checkpoint import save_checkpoint
 from seqae.cli import main
 from seqae.config import load_config_dict, to_dict
 from seqae.data.manifest import read_manifest
 from seqae.data.speech import extract_file
-from seqae.frontend.collate import collate_frames
 from seqae.export import ExportError, PretrainedEncoder, export_run
+from seqae.frontend.audio import load_audio
+from seqae.frontend.collate import collate_frames
 from seqae.frontend.features import Cmvn, FeatureExtractor
 from seqae.models.builder import build_model
 from seqae.runs import load_run
@@ -325,7 +325,8 @@ def test_bad_export_directories_give_one_clear_error(text_run, tmp_path):
         load_encoder(broken)
     cfg["format_version"], cfg["model"]["hidden_dmi"] = 2, 12
     (broken / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ExportError, match=r"config.json: cannot build the encoder it describes .*hidden_dmi: unknown key"):
+    with pytest.raises(ExportError, match=r"config.json: cannot build the encoder it describes .*hidden_dmi: "
+                                          r"unknown key"):
         load_encoder(broken)
 
 

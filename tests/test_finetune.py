@@ -15,13 +15,19 @@ from seqae import load_encoder
 from seqae.cli import main
 from seqae.config import ConfigError, load_config_dict, to_dict
 from seqae.export import PretrainedEncoder, build_modules, export_run
-from seqae.frontend.features import FeatureExtractor
-from seqae.finetune import (FinetuneConfig, finetune, init_encoder, labelled_subset, load_finetune_config,
-                            make_finetune_optimizer)
+from seqae.finetune import (
+    FinetuneConfig,
+    finetune,
+    init_encoder,
+    labelled_subset,
+    load_finetune_config,
+    make_finetune_optimizer,
+)
 from seqae.finetune.asr import CtcModel
 from seqae.finetune.config import DecoderConfig
 from seqae.finetune.ctc import CharVocab, ctc_greedy_decode, ctc_min_frames, error_rates, normalize_transcript
 from seqae.finetune.translate import _Stepper, build_translator, read_pairs
+from seqae.frontend.features import FeatureExtractor
 from seqae.models.decoders import TransformerDecoder
 from seqae.train import pretrain
 

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from seqae.config import ConfigError
-from seqae.frontend.audio import AudioError, load_audio
 from seqae.data.text import CorpusError, load_text_lines
+from seqae.frontend.audio import AudioError, load_audio
 from seqae.noise.pipeline import FRAME_NOISES, TOKEN_NOISES, NoisePipeline
 
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)

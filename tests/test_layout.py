@@ -92,3 +92,8 @@ def test_the_library_never_imports_recipes_or_benchmarks():
     bad = sorted(f"{name} imports {m}" for name, path in MODULES.items() for m in imports_of(path)
                  if m.split(".")[0] in ("recipes", "benchmarks", "tests"))
     assert not bad, "\n".join(bad)
+
+
+def test_only_the_entry_point_imports_the_command_line():
+    bad = sorted(name for name, deps in GRAPH.items() if "seqae.cli" in deps and name != "seqae.__main__")
+    assert not bad, bad

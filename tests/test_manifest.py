@@ -15,9 +15,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from seqae.frontend.audio import AudioError
 from seqae.data.manifest import ManifestRow, SkipReport, read_manifest, scan_folder, write_manifest
 from seqae.data.speech import load_speech_features
+from seqae.frontend.audio import AudioError
 from seqae.frontend.collate import collate_frames
 from seqae.frontend.features import FeatureCache, FeatureExtractor
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seqae.frontend.collate import collate_tokens
 from seqae.eval.metrics import reconstruction_counts, teacher_forced_accuracy
+from seqae.frontend.collate import collate_tokens
 
 BOS, EOS, PAD = 2, 3, 0
 

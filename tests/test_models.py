@@ -13,14 +13,14 @@ import pytest
 import torch
 
 from seqae.config import ConfigError, ModelConfig, RegularizerConfig, load_config_dict
-from seqae.frontend.collate import collate_tokens
-from seqae.generate import greedy_decode
 from seqae.eval.metrics import reconstruction_counts, teacher_forced_accuracy
+from seqae.frontend.collate import collate_tokens
+from seqae.frontend.tokenizer import train_tokenizer
+from seqae.generate import greedy_decode
 from seqae.models.builder import build_token_autoencoder
 from seqae.models.decoders import RNNDecoder, TransformerDecoder
 from seqae.models.encoders import RNNEncoder, TransformerEncoder
 from seqae.models.layers import MultiHeadAttention
-from seqae.frontend.tokenizer import train_tokenizer
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 FORTUNES = Path(__file__).resolve().parents[1] / "data" / "fortunes"

@@ -5,7 +5,8 @@ import shutil
 import pytest
 import torch
 
-from seqae.models.fast import dropout as layers, native
+from seqae.models.fast import dropout as layers
+from seqae.models.fast import native
 
 needs_kernel = pytest.mark.skipif(not native.available(), reason=f"no native kernel: {native.unavailable_reason()}")
 

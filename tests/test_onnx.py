@@ -7,9 +7,17 @@ import pytest
 import torch
 
 from seqae.export import PretrainedEncoder, build_modules
+from seqae.export.onnx import (
+    OnnxEncoder,
+    PaddedRNN,
+    example_inputs,
+    export_onnx,
+    gather_time,
+    max_abs_diff,
+    reverse_index,
+    run_onnx,
+)
 from seqae.models.encoders import RNNEncoder
-from seqae.export.onnx import (OnnxEncoder, PaddedRNN, example_inputs, export_onnx, gather_time, max_abs_diff,
-                               reverse_index, run_onnx)
 
 
 @pytest.fixture(autouse=True)

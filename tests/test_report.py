@@ -15,14 +15,16 @@ from matplotlib.image import imread  # noqa: E402
 
 from seqae.cli import main  # noqa: E402
 from seqae.config import ConfigError, load_config_dict  # noqa: E402
+from seqae.eval.embeddings import linear_probe, stratified_split  # noqa: E402
+from seqae.eval.metrics import bin_label, group_by_bin  # noqa: E402
+from seqae.eval.report import evaluate_run, learning_curves, read_metrics_log  # noqa: E402
+from seqae.eval.speech import cepstra, dtw_mean_cost, frame_mcd  # noqa: E402
+from seqae.eval.sweep import parse_sizes  # noqa: E402
+from seqae.eval.text import TextItem, reconstruct_text, summarize_text  # noqa: E402
 from seqae.eval.tokens import evaluate_tokens  # noqa: E402
 from seqae.frontend.features import FeatureExtractor  # noqa: E402
-from seqae.eval.report import (TextItem, bin_label, cepstra, dtw_mean_cost, evaluate_run, frame_mcd,  # noqa: E402
-                          group_by_bin, learning_curves, linear_probe, read_metrics_log,
-                          reconstruct_text, stratified_split, summarize_text)
 from seqae.runs import load_run  # noqa: E402
 from seqae.tasks.speech import SpeechTask  # noqa: E402
-from seqae.eval.sweep import parse_sizes  # noqa: E402
 from seqae.train import pretrain  # noqa: E402
 
 TEXT = {

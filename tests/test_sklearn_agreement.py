@@ -6,8 +6,8 @@ All golden values below come from the former hand-written code at commit 101ccac
 import pytest
 import torch
 
-from seqae.apps import precision_at_k, roc_auc, roc_curve
-from seqae.eval.report import embedding_metrics, linear_probe, stratified_split
+from seqae.apps import roc_auc, roc_curve
+from seqae.eval.embeddings import embedding_metrics, linear_probe, precision_at_k, stratified_split
 from seqae.eval.speech import same_different_ap
 
 

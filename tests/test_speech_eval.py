@@ -7,8 +7,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from seqae.apps.speech import griffin_lim
+from seqae.eval.plots import plot_reconstruction
+from seqae.eval.speech import same_different_ap
 from seqae.frontend.features import FeatureExtractor
-from seqae.eval.speech import downsampled_frames, griffin_lim, mean_frames, plot_reconstruction, same_different_ap
+from seqae.frontend.summaries import downsampled_frames, mean_frames
 
 
 def brute_force_ap(embeddings, labels):

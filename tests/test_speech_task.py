@@ -6,11 +6,12 @@ import shutil
 import pytest
 import torch
 
-from seqae.frontend.audio import AudioError
 from seqae.config import ConfigError, load_config_dict
 from seqae.data.manifest import read_manifest
-from seqae.eval.speech import downsampled_frames, same_different_ap
 from seqae.data.speech import split_by_speaker
+from seqae.eval.speech import same_different_ap
+from seqae.frontend.audio import AudioError
+from seqae.frontend.summaries import downsampled_frames
 from seqae.runs import load_run
 from seqae.tasks.speech import SpeechTask
 from seqae.train import pretrain

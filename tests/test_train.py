@@ -54,7 +54,7 @@ def test_a_run_without_a_checkpoint_starts_over_with_the_new_config(repo, tmp_pa
     import yaml
 
     from seqae.config import to_dict
-    from seqae.train import resolve_config
+    from seqae.rundir import resolve_config
 
     run = tmp_path / "run"
     first = tiny_config(repo, max_steps=2)

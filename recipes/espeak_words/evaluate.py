@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from seqae.eval.speech import write_reconstructions
+from seqae.apps.speech import write_reconstructions
 from seqae.runs import load_run
 
 

@@ -30,8 +30,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from seqae.frontend.audio import write_audio
 from seqae.data.manifest import ManifestRow, SkipReport
+from seqae.frontend.audio import write_audio
 
 __all__ = ["CorpusError", "librispeech_folder", "librispeech_hub", "speech_commands_folder", "speech_commands_hub"]
 

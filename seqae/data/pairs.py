@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from seqae.data.manifest import ManifestRow
-from seqae.eval.speech import downsampled_frames
+from seqae.frontend.summaries import downsampled_frames
 
 NEIGHBOURS = 5
 """Neighbours kept per row by `neighbour_partners`."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import Tensor
 
@@ -28,3 +30,21 @@ def reconstruction_counts(generated: Tensor, gen_lengths: Tensor, reference: Ten
     same = (gen == ref) & in_ref & in_gen
     exact = (same.sum(1) == ref_lengths - 1) & (gen_lengths == ref_lengths)
     return {"correct": int(same.sum()), "total": int(in_ref.sum()), "exact": int(exact.sum()), "sequences": B}
+
+
+def bin_label(n: int, bins: Sequence[tuple[int, int]]) -> str:
+    """The bin of length n: "lo–hi", or ">hi" past the last bin."""
+    for lo, hi in bins:
+        if lo <= n <= hi:
+            return f"{lo}–{hi}"
+    if n > bins[-1][1]:
+        return f">{bins[-1][1]}"
+    raise ValueError(f"length {n} is below the first bin {bins[0][0]}–{bins[0][1]}")
+
+
+def group_by_bin(lengths: Sequence[int], bins: Sequence[tuple[int, int]]) -> dict[str, list[int]]:
+    """Item indices per bin label, bins in order (empty bins kept; the overflow bin only when used)."""
+    groups = {f"{lo}–{hi}": [] for lo, hi in bins}
+    for i, n in enumerate(lengths):
+        groups.setdefault(bin_label(n, bins), []).append(i)
+    return groups

@@ -176,3 +176,38 @@ def plot_anomaly(scores: Sequence[float], ood_scores: Sequence[float], fpr: Sequ
     for ax in (left, right):
         ax.grid(alpha=0.3)
     return _save(plt, fig, path, title)
+
+
+def plot_reconstruction(original: torch.Tensor, rebuilt: torch.Tensor, path: str | Path,
+                        title: str, *, width_in: float = 8.0, height_in: float = 5.0, dpi: int = 100) -> Path:
+    """Save a PNG with the original log-Mel ``[T, F]`` above the rebuilt one ``[T', F]``, on one colour scale.
+
+    The image is ``round(width_in * dpi)`` x ``round(height_in * dpi)`` pixels. Needs ``matplotlib``.
+
+    Raises:
+        ImportError: matplotlib is not installed (the message says how to install it).
+        ValueError: the inputs are not ``[T, F]`` with the same ``F``.
+    """
+    if original.dim() != 2 or rebuilt.dim() != 2 or original.shape[1] != rebuilt.shape[1]:
+        raise ValueError(f"plot_reconstruction: expected [T, F] and [T', F], got {tuple(original.shape)} "
+                         f"and {tuple(rebuilt.shape)}")
+    plt = _pyplot()
+    a, b = original.detach().float().cpu(), rebuilt.detach().float().cpu()
+    both = torch.cat([a, b])
+    vmin, vmax = (float(both.min()), float(both.max())) if both.numel() else (0.0, 1.0)
+    fig, axes = plt.subplots(2, 1, figsize=(width_in, height_in), dpi=dpi, sharex=True)
+    for ax, feats, name in ((axes[0], a, f"original ({a.shape[0]} frames)"),
+                            (axes[1], b, f"rebuilt from z ({b.shape[0]} frames)")):
+        image = ax.imshow(feats.T.numpy(), origin="lower", aspect="auto", vmin=vmin, vmax=vmax,
+                          interpolation="nearest", cmap="magma")
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel("mel bin")
+    axes[1].set_xlabel("frame")
+    axes[0].set_xlim(-0.5, max(a.shape[0], b.shape[0]) - 0.5)
+    fig.suptitle(title)
+    fig.colorbar(image, ax=list(axes), label="feature value")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)  # no bbox_inches="tight": the pixel size stays as asked
+    plt.close(fig)
+    return path

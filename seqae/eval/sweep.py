@@ -34,8 +34,9 @@ def parse_sizes(text: str) -> list[int]:
 
 def evaluate_by_length(run_dir: Path) -> list[dict[str, Any]]:
     """Reconstruction rows by length bin (then "all") of a trained run, on its first data.eval_sentences
-    held-out items (see `seqae.eval.report.summarize_text` / `summarize_speech`)."""
-    from seqae.eval import report
+    held-out items (see `seqae.eval.text.summarize_text` / `seqae.eval.speech.summarize_speech`)."""
+    from seqae.eval.speech import reconstruct_speech, summarize_speech
+    from seqae.eval.text import eval_texts, reconstruct_text, summarize_text
     from seqae.runs import load_run
 
     run = load_run(run_dir)
@@ -43,9 +44,9 @@ def evaluate_by_length(run_dir: Path) -> list[dict[str, Any]]:
     if run.task == "speech":
         speech = run.features(run.heldout_rows()[:limit], max_len=run.config.data.max_len,
                               cache_dir=run.config.features.cache_dir or run.run_dir / "features")
-        return report.summarize_speech(report.reconstruct_speech(run, speech.features))
-    sentences = report.eval_texts(run.config, None).texts[:limit]
-    return report.summarize_text(report.reconstruct_text(run, sentences))
+        return summarize_speech(reconstruct_speech(run, speech.features))
+    sentences = eval_texts(run.config, None).texts[:limit]
+    return summarize_text(reconstruct_text(run, sentences))
 
 
 def sweep(config: Config, sizes: Sequence[int], out_dir: str | Path) -> list[dict[str, Any]]:

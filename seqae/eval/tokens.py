@@ -7,9 +7,9 @@ from typing import Any, Sequence
 import torch
 
 from seqae.data.batching import TokenBudgetBatcher
+from seqae.eval.metrics import reconstruction_counts, teacher_forced_accuracy
 from seqae.frontend.collate import collate_tokens
 from seqae.generate import beam_search, greedy_decode
-from seqae.eval.metrics import reconstruction_counts, teacher_forced_accuracy
 
 
 @torch.no_grad()

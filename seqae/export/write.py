@@ -16,9 +16,20 @@ from safetensors.torch import save
 
 from seqae.config import to_dict
 from seqae.export.card import model_card
-from seqae.export.encoder import (CARD_FILE, CONFIG_FILE, FEATURES_FILE, FORMAT, FORMAT_VERSION, ONNX_FILE,
-                                  TOKENIZER_FILE, WEIGHTS_FILE, ExportError, PretrainedEncoder, _read_json,
-                                  build_modules)
+from seqae.export.encoder import (
+    CARD_FILE,
+    CONFIG_FILE,
+    FEATURES_FILE,
+    FORMAT,
+    FORMAT_VERSION,
+    ONNX_FILE,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+    ExportError,
+    PretrainedEncoder,
+    _read_json,
+    build_modules,
+)
 from seqae.frontend.tokenizer import BOS_ID, EOS_ID, MASK_ID, PAD_ID, UNK_ID
 from seqae.models.bottleneck import VariationalBottleneck
 from seqae.models.builder import SUBSAMPLING

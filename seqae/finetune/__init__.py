@@ -11,8 +11,7 @@ export's config.json with the seed, then (pretrained) loaded with the export's w
 after it from the same random state, so they start identical too.
 """
 
-from seqae.finetune.common import (ScaledLrAdamW, freeze, init_encoder, labelled_subset,  # noqa: F401
-                                   make_finetune_optimizer)
+from seqae.finetune.common import ScaledLrAdamW, freeze, init_encoder, labelled_subset, make_finetune_optimizer  # noqa: F401
 from seqae.finetune.config import FinetuneConfig, load_finetune_config  # noqa: F401
 from seqae.finetune.run import finetune, finetune_command  # noqa: F401
 

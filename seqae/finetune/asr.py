@@ -26,13 +26,12 @@ from seqae.config import ConfigError
 from seqae.data.batching import TokenBudgetBatcher
 from seqae.data.manifest import ManifestRow, read_manifest
 from seqae.data.speech import load_speech_features
-from seqae.frontend.collate import collate_frames
 from seqae.export.encoder import PretrainedEncoder
-from seqae.frontend.features import FeatureCache
 from seqae.finetune.common import freeze, init_encoder, labelled_subset
 from seqae.finetune.config import FinetuneConfig
-from seqae.finetune.ctc import BLANK_ID, CharVocab, ctc_greedy_decode, ctc_min_frames, error_rates, \
-    normalize_transcript
+from seqae.finetune.ctc import BLANK_ID, CharVocab, ctc_greedy_decode, ctc_min_frames, error_rates, normalize_transcript
+from seqae.frontend.collate import collate_frames
+from seqae.frontend.features import FeatureCache
 from seqae.models.fast.linear import Linear
 
 

@@ -11,7 +11,8 @@ import yaml
 from seqae.config import ConfigError
 from seqae.finetune.common import make_finetune_optimizer
 from seqae.finetune.config import FinetuneConfig, load_finetune_config
-from seqae.train import Trainer, resolve_config, set_up_process
+from seqae.rundir import resolve_config
+from seqae.train import Trainer, set_up_process
 
 
 def build_finetune_task(config: FinetuneConfig, run_dir: Path):

@@ -22,15 +22,15 @@ from torch import Tensor, nn
 
 from seqae.config import ConfigError
 from seqae.data.batching import TokenBudgetBatcher
-from seqae.frontend.collate import collate_tokens
 from seqae.export.encoder import PretrainedEncoder
 from seqae.finetune.common import freeze, init_encoder, labelled_subset
 from seqae.finetune.config import DecoderConfig, FinetuneConfig
+from seqae.frontend.collate import collate_tokens
+from seqae.frontend.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_tokenizer
 from seqae.generate import beam_search, greedy_decode
 from seqae.models.decoders import State, TransformerDecoder
-from seqae.models.layers import lengths_to_mask
 from seqae.models.fast.linear import Linear
-from seqae.frontend.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_tokenizer
+from seqae.models.layers import lengths_to_mask
 
 
 def read_pairs(path: str, key: str, *, strict: bool = False) -> tuple[list[tuple[str, str]], dict[str, Any]]:

@@ -36,8 +36,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from seqae.frontend.audio import AudioError
 from seqae.config import FeatureConfig
+from seqae.frontend.audio import AudioError
 
 __all__ = ["FEATURE_KINDS", "Cmvn", "FeatureCache", "FeatureExtractor", "settings_hash"]
 

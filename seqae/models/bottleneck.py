@@ -12,8 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from seqae.models.encoders import EncoderOutput
-from seqae.models.layers import lengths_to_mask
 from seqae.models.fast.linear import Linear
+from seqae.models.layers import lengths_to_mask
 
 POOLINGS = ("last", "mean", "attention", "cls")
 

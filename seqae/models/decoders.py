@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from seqae.models.layers import DecoderBlock, Dropout
 from seqae.models.fast.linear import Linear
+from seqae.models.layers import DecoderBlock, Dropout
 
 State = dict[str, Any]
 

@@ -13,8 +13,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from seqae.models.layers import Dropout, EncoderBlock, lengths_to_mask
 from seqae.models.fast.linear import Linear
+from seqae.models.layers import Dropout, EncoderBlock, lengths_to_mask
 
 
 @dataclass

@@ -22,8 +22,8 @@ from torch import Tensor, nn
 from seqae.models.bottleneck import contractive_penalty
 from seqae.models.decoders import State
 from seqae.models.encoders import EncoderOutput
-from seqae.models.layers import lengths_to_mask
 from seqae.models.fast.linear import Linear
+from seqae.models.layers import lengths_to_mask
 
 FRAME_LOSSES = ("mse", "l1")
 

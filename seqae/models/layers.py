@@ -6,7 +6,6 @@ Masks are boolean with True where a position takes part (SDPA's convention).
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn

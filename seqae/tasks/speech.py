@@ -23,9 +23,10 @@ from seqae.data.batching import TokenBudgetBatcher
 from seqae.data.pairs import label_partners, neighbour_partners, pair_stats
 from seqae.data.speech import CMVN_SAMPLE, SpeechStreamData, prepare_speech
 from seqae.data.stream import StreamBatcher
-from seqae.eval.speech import downsampled_frames, mean_frames, same_different_ap
+from seqae.eval.speech import same_different_ap
 from seqae.frontend.collate import collate_frames
 from seqae.frontend.features import FeatureExtractor
+from seqae.frontend.summaries import downsampled_frames, mean_frames
 from seqae.models.builder import build_model
 from seqae.models.layers import lengths_to_mask
 from seqae.noise.pipeline import mix_seed

@@ -16,13 +16,13 @@ from typing import Any
 import torch
 
 from seqae.config import Config, ConfigError
-from seqae.frontend.collate import collate_tokens
 from seqae.data.stream import StreamBatcher
 from seqae.data.text import TextStream, encode_lines, load_text_lines
 from seqae.eval.tokens import evaluate_tokens
+from seqae.frontend.collate import collate_tokens
+from seqae.frontend.tokenizer import Tokenizer, train_tokenizer
 from seqae.models.builder import build_model
 from seqae.noise.pipeline import NoisePipeline
-from seqae.frontend.tokenizer import Tokenizer, train_tokenizer
 
 
 @dataclass
