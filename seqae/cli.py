@@ -80,11 +80,8 @@ def cmd_encode(args: argparse.Namespace) -> None:
     path = Path(args.input)
     if not path.exists():
         raise ConfigError(f"{path}: input not found")
-    if run.task == "speech":
-        audio = path.is_file() and path.suffix.lower() not in (".jsonl", ".json", ".csv")
-        speech = run.features([path] if audio else path, strict=True)  # rows must line up with z: stop on a bad file
-        z = run.encode(speech.features).numpy()
-        what = f"row i is utterance i + 1 of {path}" if not audio else f"from {path}"
+    if run.task == "speech":  # strict: rows must line up with the manifest's, so a bad file stops
+        z, what = run.encode(run.features(path, strict=True).features).numpy(), f"row i is utterance i + 1 of {path}"
     else:
         sentences = path.read_text(encoding="utf-8").splitlines()
         z, what = run.encode(sentences).numpy(), f"row i is line i + 1 of {path}"

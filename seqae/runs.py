@@ -21,7 +21,7 @@ import yaml
 from seqae.checkpoint import CheckpointError, load_latest
 from seqae.config import Config, ConfigError, load_config_dict
 from seqae.data.manifest import ManifestRow, SkipReport
-from seqae.data.speech import load_speech_features, read_rows, read_splits
+from seqae.data.speech import MANIFEST_SUFFIXES, load_speech_features, read_rows, read_splits
 from seqae.eval.tokens import reconstruct_ids
 from seqae.frontend.audio import AudioError
 from seqae.frontend.collate import collate_tokens
@@ -139,16 +139,19 @@ class SpeechRun:
 
     def features(self, sources: str | Path | Sequence[str | Path | ManifestRow], *, max_len: int | None = None,
                  cache_dir: str | Path | None = None, strict: bool = False) -> SpeechSet:
-        """Features of a manifest or a folder of audio (one path), or of audio files / manifest rows (a list).
+        """Features of a manifest, a folder of audio or an audio file (one path), or of audio files / manifest rows
+        (a list).
 
         Unreadable files are skipped and named (or stop with `strict`); utterances longer than `max_len` frames
         are cut to it and counted; `cache_dir` keeps computed features there (none by default).
         """
-        skips = SkipReport()
-        if isinstance(sources, (str, Path)):
-            rows = read_rows(str(sources), str(sources), skips)
+        skips, one = SkipReport(), Path(sources) if isinstance(sources, (str, Path)) else None
+        if one is not None and one.is_file() and one.suffix.lower() not in MANIFEST_SUFFIXES:
+            rows = [ManifestRow(path=one.absolute())]  # one audio file
+        elif one is not None:
+            rows = read_rows(str(one), "audio", skips)
         else:
-            rows = [s if isinstance(s, ManifestRow) else ManifestRow(path=Path(s)) for s in sources]
+            rows = [s if isinstance(s, ManifestRow) else ManifestRow(path=Path(s).absolute()) for s in sources]
         cache = FeatureCache(cache_dir, self.extractor.settings()) if cache_dir is not None else None
         feats, kept, report = load_speech_features(rows, self.extractor, cache=cache, strict=strict)
         skips.checked += report.checked

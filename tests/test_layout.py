@@ -5,6 +5,7 @@ export or evaluation, noise knows no model, the loadable export depends on model
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,30 @@ def test_the_library_never_imports_recipes_or_benchmarks():
 def test_only_the_entry_point_imports_the_command_line():
     bad = sorted(name for name, deps in GRAPH.items() if "seqae.cli" in deps and name != "seqae.__main__")
     assert not bad, bad
+
+
+def readme_layout() -> set[str]:
+    """The files the README's Layout block names, as paths under the repository (folders from the indentation)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8").split("## Layout", 1)[1]
+    block = text.split("```", 2)[1].splitlines()
+    named, folder, top = set(), "seqae/", "seqae/"
+    for line in block[2:]:  # after the opening fence's language line and "seqae/"
+        indent = len(line) - len(line.lstrip())
+        first = line.split()[0] if line.strip() else ""
+        if indent in (2, 4) and first.endswith("/"):
+            folder = (top if indent == 4 else "seqae/") + first
+            top = folder if indent == 2 else top
+            line = line.replace(first, "", 1)
+        elif indent == 2:
+            folder = top = "seqae/"
+        named.update(folder + name for name in re.findall(r"\b\w+\.(?:py|c)\b", line))
+    return named
+
+
+def test_the_readme_layout_names_every_module_and_only_modules_that_exist():
+    named = readme_layout()
+    files = {str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*") if p.suffix in (".py", ".c")}
+    plumbing = {"seqae/__init__.py", "seqae/__main__.py", "seqae/version.py"} | {
+        f for f in files if f.endswith("/__init__.py")}
+    assert sorted(named - files) == [], "named in README.md's Layout but not in the tree"
+    assert sorted(files - plumbing - named) == [], "in the tree but not in README.md's Layout"

@@ -35,6 +35,7 @@ def test_speech_run_encodes_a_manifest_like_its_export(repo, tiny_speech_run, tm
     encoder = load_encoder(export_run(tiny_speech_run, tmp_path / "export"))
     rows = read_manifest(repo / HELDOUT)
     torch.testing.assert_close(encoder([r.path for r in rows]).z, z, atol=1e-5, rtol=1e-5)  # audio paths accepted
+    torch.testing.assert_close(run.encode(str(rows[0].path)), z[:1])  # one audio file
     rebuilt = run.reconstruct([rows[0].path])
     assert rebuilt[0].dim() == 2 and rebuilt[0].shape[1] == 24
 

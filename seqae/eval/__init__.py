@@ -1,9 +1,9 @@
 """Evaluation of trained runs.
 
-- `metrics`: token reconstruction counts and teacher-forced accuracy (what training's held-out evaluation logs).
+- `metrics`: token reconstruction counts, teacher-forced accuracy and length bins (what training logs).
 - `tokens`: held-out evaluation of a token autoencoder (teacher-forced, greedy and beam reconstruction).
-- `speech`: same-different AP and frame baselines for speech embeddings, spectrogram plots, Griffin-Lim.
+- `text`, `speech`: reconstruction from z scored per item and by length (BLEU; MSE and MCD); same-different AP.
+- `embeddings`: how well z separates labels (AP, a logistic-regression probe, precision@k).
 - `report`: `seqae evaluate`: report.md, report.json and figures of a run on its held-out data or other data.
-- `plots`: the report's figures (matplotlib, Agg).
-- `sweep`: `seqae sweep`: the same recipe at several bottleneck sizes, compared by length.
+- `plots`: the figures (matplotlib, Agg); `sweep`: `seqae sweep`, one recipe at several bottleneck sizes.
 """

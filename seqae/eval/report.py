@@ -152,8 +152,8 @@ def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, out: st
     `data`: what to evaluate on (default: the run's held-out data); `limit`: its first N items only; `beam_size`:
     text decoding; `tsne`: also a t-SNE map when the set is small; `max_len` (speech): utterances longer than this
     many frames are cut to it, counted in the report ("train": the run's data.max_len; None: never cut).
-    Features of other data are cached under `out`/features when `out` is given, else not cached: the run
-    directory's own cache is only read for its own held-out data. Returns the contents of report.json.
+    Features of other data are cached under `out`/features when `out` is given, else not at all: only the run's own
+    held-out data uses the run's feature cache (filled when it trained). Returns the contents of report.json.
     """
     from seqae.eval.plots import plot_learning_curves
 

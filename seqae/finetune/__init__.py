@@ -2,9 +2,9 @@
 
 `finetune(config, run_dir)` trains (or resumes) one run with the pretraining loop of `seqae.train` (same run
 directory: config.yaml, metrics.jsonl, checkpoints/, data_stats.json, metrics.json; same resume and progress
-bar). A fine-tuning task has the interface the loop drives (`model`, `data.stats`, `summary()`,
-`train_lengths()`, `batch(indices, epoch)`, `loss(batch)`, `evaluate(limit)`, `final_metrics()`); the tasks are
-`seqae.finetune.asr.AsrTask` and `seqae.finetune.translate.TranslateTask`.
+bar). A fine-tuning task keeps the contract the loop drives (`seqae.tasks.Task`); the tasks are
+`seqae.finetune.asr.AsrTask` (CTC, with `ctc`) and `seqae.finetune.translate.TranslateTask`. `common` holds what
+both share (the encoder's initial weights, freezing, the labelled subset, the optimizer); `run` the entry points.
 
 Pretrained and scratch runs differ only in the encoder's initial weights: the encoder is always built from the
 export's config.json with the seed, then (pretrained) loaded with the export's weights, and the heads are built
