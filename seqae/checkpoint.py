@@ -25,6 +25,16 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used; the message names the file."""
 
 
+def state_mismatch(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> str:
+    """How `state` fails to fit a model whose state dict is `expected`: its missing, unexpected and misshapen
+    keys (the first three of each), or "" when it fits. Loading then never half-succeeds."""
+    missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
+    shapes = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items()
+              if k in state and state[k].shape != v.shape]
+    return "; ".join(f"{name}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                     for name, keys in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)) if keys)
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

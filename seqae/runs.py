@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 import yaml
 
-from seqae.checkpoint import CheckpointError, load_latest
+from seqae.checkpoint import CheckpointError, load_latest, state_mismatch
 from seqae.config import Config, ConfigError, load_config_dict
 from seqae.data.manifest import ManifestRow, SkipReport
 from seqae.data.speech import MANIFEST_SUFFIXES, load_speech_features, read_rows, read_splits
@@ -219,6 +219,10 @@ def load_run(path: str | Path) -> Run:
         tokenizer = Tokenizer.load(run_dir / "tokenizer.model")
         model = build_model(config, vocab_size=tokenizer.vocab_size)
         run = TextRun(run_dir=run_dir, config=config, model=model, step=ckpt["step"], tokenizer=tokenizer)
+    problems = state_mismatch(run.model.state_dict(), ckpt["model"])
+    if problems:
+        raise CheckpointError(f"{run_dir / 'checkpoints'}: the step {ckpt['step']} weights do not fit the model "
+                              f"{run_dir / 'config.yaml'} describes ({problems})")
     run.model.load_state_dict(ckpt["model"])
     run.model.eval()
     return run

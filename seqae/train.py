@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from seqae import distributed
-from seqae.checkpoint import load_latest, save_checkpoint
+from seqae.checkpoint import CheckpointError, load_latest, save_checkpoint, state_mismatch
 from seqae.config import Config, ConfigError, TrainConfig, to_dict
 from seqae.data.batching import TokenBudgetBatcher
 from seqae.distributed import World
@@ -127,6 +127,10 @@ class Trainer:
         ckpt = load_latest(self.run_dir)
         if ckpt is None:
             return
+        problems = state_mismatch(self.model.state_dict(), ckpt["model"])
+        if problems:
+            raise CheckpointError(f"{self.run_dir / 'checkpoints'}: the step {ckpt['step']} weights do not fit the "
+                                  f"model of this run's config ({problems})")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["rng"]["torch"])

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from seqae import load_encoder
+from seqae.checkpoint import CheckpointError
 from seqae.cli import main
 from seqae.data.manifest import read_manifest
 from seqae.export import export_run
@@ -87,3 +88,15 @@ def test_speech_evaluation_counts_what_it_cuts_and_leaves_the_run_alone(repo, ti
     assert main(["evaluate", str(tiny_speech_run), "--data", str(repo / HELDOUT), "--out", str(out), "--no-tsne",
                  "--max-len", "none"]) == 0
     assert json.loads((out / "report.json").read_text())["truncated"]["items"] == 0
+
+
+def test_weights_that_do_not_fit_the_config_are_one_error_naming_the_keys(tiny_text_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_text_run, run)
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("hidden_dim: 16", "hidden_dim: 24"))
+    with pytest.raises(CheckpointError, match=r"step 3 weights do not fit the model .*config.yaml describes \(shape: "
+                                              r"encoder.layers.0.weight_ih_l0 \(48, 16\) \(expected \(72, 16\)\)"):
+        load_run(run)
+    assert main(["reconstruct", str(run), "Hello."]) == 2
+    assert "weights do not fit" in capsys.readouterr().err

@@ -25,6 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from seqae.checkpoint import state_mismatch
 from seqae.config import ModelConfig, RegularizerConfig, load_config_dict
 from seqae.frontend.audio import load_audio
 from seqae.frontend.collate import collate_frames, collate_tokens
@@ -268,16 +269,7 @@ def _load_weights(model: PretrainedEncoder, root: Path) -> None:
         state = load_file(str(path))
     except (SafetensorError, OSError) as err:
         raise ExportError(f"{path}: unreadable safetensors file ({err})") from None
-    _check_state(model.state_dict(), state, f"{path}: weights do not fit {root / CONFIG_FILE}")
-    model.load_state_dict(state, strict=True)
-
-
-def _check_state(expected: dict[str, Tensor], state: dict[str, Tensor], what: str) -> None:
-    """Raise ExportError(what + the missing, unexpected and misshapen keys) unless `state` fits `expected`."""
-    missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
-    shapes = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items()
-              if k in state and state[k].shape != v.shape]
-    problems = [f"{name}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                for name, keys in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)) if keys]
+    problems = state_mismatch(model.state_dict(), state)
     if problems:
-        raise ExportError(f"{what} ({'; '.join(problems)})")
+        raise ExportError(f"{path}: weights do not fit {root / CONFIG_FILE} ({problems})")
+    model.load_state_dict(state, strict=True)
