@@ -1,4 +1,5 @@
-"""Shared test set-up: Hugging Face libraries offline with a private cache, before anything imports them."""
+"""Shared test set-up: Hugging Face libraries offline with a private cache, before anything imports them; the
+fixtures and helpers several test files use (plain helpers are imported as `from conftest import ...`)."""
 
 import os
 import tempfile
@@ -9,11 +10,16 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="seqae-test-hf-"))
 os.environ.setdefault("TQDM_DISABLE", "1")
 
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+
+needs_espeak = pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")),
+                                  reason="needs espeak-ng and sox")
 
 
 @pytest.fixture
@@ -21,9 +27,40 @@ def repo() -> Path:
     return REPO
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread during the test: the test machine's cores are shared, and one thread is faster than two
+    fighting ones (a module opts in with `pytestmark = pytest.mark.usefixtures("one_thread")`)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def offline_hub(monkeypatch, tmp_path_factory):
+    """Local files only, with a private Hugging Face cache, for the test and the processes it starts (this file sets
+    the same at collection time, before `datasets` reads them)."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf_home")))
+
+
+def run_recipe(name: str, *args: str) -> subprocess.CompletedProcess:
+    """`recipes/NAME/run.sh --debug ARGS` from the repository root, offline, the way a user runs it; must succeed."""
+    env = {**os.environ, "TQDM_DISABLE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([str(REPO / "recipes" / name / "run.sh"), "--debug", *args], cwd=REPO, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
 @pytest.fixture(scope="session")
 def speech_feature_cache(tmp_path_factory) -> Path:
-    """One feature cache for the speech fixture's runs in a test session: features are computed once."""
+    """One feature cache for the shipped espeak-ng fixture in a test session: features are computed once (the cache
+    is keyed by the feature settings, so configs with other settings can share it)."""
     return tmp_path_factory.mktemp("speech-features")
 
 

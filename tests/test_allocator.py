@@ -47,15 +47,22 @@ print(json.dumps({"settings": settings, "alive": alive, "freed": info(), "again"
 MIB = 1 << 20
 
 
-def _heap(mode: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", HEAP, mode], capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+def _heaps(*modes: str) -> list[dict]:
+    """HEAP's report for each mode, each in a fresh process; the processes run side by side (each pays torch's
+    import), and glibc's accounting is per process, so they cannot disturb each other."""
+    children = [subprocess.Popen([sys.executable, "-c", HEAP, mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True) for mode in modes]
+    outputs = [child.communicate() for child in children]  # waits for every child before judging any
+    for child, (out, err) in zip(children, outputs):
+        if child.returncode:
+            raise subprocess.CalledProcessError(child.returncode, child.args, out, err)
+    return [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
 
 
 @glibc
 @pytest.mark.skipif(not _has_mallinfo2(), reason="glibc's accounting (mallinfo2) is read, glibc >= 2.33")
 def test_keep_takes_tensors_from_the_heap_and_keeps_them():
-    default, kept = _heap("default"), _heap("keep")
+    default, kept = _heaps("default", "keep")
     # glibc's defaults: a fresh process maps a 30 MiB block on its own, and unmaps it when freed
     assert default["alive"]["mmapped"] >= 30 * MIB
     assert default["freed"]["mmapped"] < 30 * MIB
@@ -67,6 +74,7 @@ def test_keep_takes_tensors_from_the_heap_and_keeps_them():
     assert kept["freed"]["heap"] >= 30 * MIB and kept["freed"]["heap_free"] >= 30 * MIB
 
 
+@pytest.mark.slow
 @glibc
 def test_trainer_applies_it_by_default(repo, tmp_path):
     fortunes = repo / "data/fortunes"

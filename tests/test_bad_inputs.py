@@ -13,13 +13,7 @@ from bad_inputs import AudioCorpus, TextCorpus, build_audio_corpus, build_text_c
 
 from seqae.cli import main
 
-
-@pytest.fixture(autouse=True)
-def offline_hub(monkeypatch, tmp_path_factory):
-    """Local files only, with a private Hugging Face cache (tests/conftest.py sets the same before datasets loads)."""
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf_home")))
+pytestmark = pytest.mark.usefixtures("offline_hub")  # see tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -43,6 +43,7 @@ def _positive(x) -> bool:
     return isinstance(x, float) and math.isfinite(x) and x > 0
 
 
+@pytest.mark.slow
 def test_quick_suite_writes_required_keys(offline, tmp_path, monkeypatch):
     run = _load_run()
     import bench_peer

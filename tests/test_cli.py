@@ -49,6 +49,7 @@ def test_pretrain_resumes_finished_run_without_training(tiny_run, capsys):
     assert "resuming" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["pretrain", "missing.yaml"], "seqae pretrain: error: missing.yaml: config file not found"),
     (["reconstruct", "nowhere"], "seqae reconstruct: error: nowhere: not a seqae run directory (no config.yaml)"),
@@ -61,6 +62,7 @@ def test_user_errors_are_one_line(tmp_path, args, message):
     assert result.stderr.strip() == message
 
 
+@pytest.mark.slow
 def test_config_error_from_set_names_the_key(tmp_path, repo):
     result = seqae("pretrain", str(repo / "recipes/fortunes/debug.yaml"), "--set", "model.hiden_dim=3", cwd=tmp_path)
     assert result.returncode == 2

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import tiny_speech_config, tiny_text_config
 from safetensors.torch import load_file
 
 from seqae import load_encoder
@@ -24,7 +25,6 @@ from seqae.frontend.collate import collate_frames
 from seqae.frontend.features import Cmvn, FeatureExtractor
 from seqae.models.builder import build_model
 from seqae.runs import load_run
-from seqae.train import pretrain
 
 SENTENCES = ["The cat sat.", "A penny saved is a penny earned.", "", "Why?",
              "Some sentences are much longer than the others, long enough to be cut at the training length limit."]
@@ -33,52 +33,7 @@ SPEECH_FILES = {"config.json", "model.safetensors", "features.json", "README.md"
 WORDS = "data/espeak_words/train"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def text_config(repo: Path, **model) -> dict:
-    return {
-        "data": {"train": str(repo / "data/fortunes/train.txt"), "heldout": None, "heldout_fraction": 0.1,
-                 "max_train_sentences": 64, "max_len": 16, "max_tokens": 256, "eval_sentences": 8},
-        "tokenizer": {"vocab_size": 120},
-        "model": {"embed_dim": 16, "hidden_dim": 16, "decoder_dim": 16, "bottleneck_dim": 8, "num_heads": 2,
-                  "ff_dim": 24, "max_positions": 32, "dropout": 0.1, **model},
-        "train": {"max_steps": 3, "warmup_steps": 1, "log_every": 1, "eval_every": 0, "checkpoint_every": 3,
-                  "progress": False, "threads": 1},
-    }
-
-
-def speech_config(repo: Path, cache: Path, **model) -> dict:
-    return {
-        "task": "speech",
-        "data": {"train": str(repo / WORDS / "manifest.jsonl"), "heldout": str(repo / "data/espeak_words/test/"
-                 "manifest.jsonl"), "max_len": 200, "max_tokens": 2000},
-        "features": {"n_mels": 24, "cache_dir": str(cache)},
-        "model": {"encoder": "gru", "decoder": "gru", "frontend": "conv2", "embed_dim": 16, "hidden_dim": 16,
-                  "decoder_dim": 16, "prenet_dim": 16, "bottleneck_dim": 8, "num_heads": 2, "ff_dim": 24,
-                  "pooling": "mean", "dropout": 0.0, **model},
-        "train": {"max_steps": 3, "warmup_steps": 1, "log_every": 1, "eval_every": 0, "checkpoint_every": 3,
-                  "progress": False, "threads": 1},
-    }
-
-
-@pytest.fixture(scope="module")
-def text_run(tmp_path_factory, request) -> Path:
-    run = tmp_path_factory.mktemp("text") / "run"
-    pretrain(load_config_dict(text_config(request.config.rootpath)), run)
-    return run
-
-
-@pytest.fixture(scope="module")
-def speech_run(tmp_path_factory, request) -> Path:
-    root = tmp_path_factory.mktemp("speech")
-    pretrain(load_config_dict(speech_config(request.config.rootpath, root / "features")), root / "run")
-    return root / "run"
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def fake_run(tmp: Path, base: Path, config: dict, regularize: dict | None = None, seed: int = 0) -> Path:
@@ -109,12 +64,12 @@ def training_text_encode(run_dir: Path, sentences: list[str]):
 # Text
 
 
-def test_text_export_gives_the_training_models_z_states_and_layers(text_run, tmp_path):
-    out = export_run(text_run, tmp_path / "export")
+def test_text_export_gives_the_training_models_z_states_and_layers(tiny_text_run, tmp_path):
+    out = export_run(tiny_text_run, tmp_path / "export")
     assert {p.name for p in out.iterdir()} == TEXT_FILES
     enc = load_encoder(out)
     result = enc(SENTENCES)
-    run, z, train_enc = training_text_encode(text_run, SENTENCES)
+    run, z, train_enc = training_text_encode(tiny_text_run, SENTENCES)
     assert (result.z - z).abs().max() <= 1e-5
     assert (result.z - run.encode(SENTENCES)).abs().max() <= 1e-5
     torch.testing.assert_close(result.states, train_enc.states, atol=1e-5, rtol=0)
@@ -125,11 +80,11 @@ def test_text_export_gives_the_training_models_z_states_and_layers(text_run, tmp
     assert int(result.lengths.max()) == 16  # the long sentence is cut at data.max_len, as in training
 
 
-def test_safetensors_hold_only_encoder_side_weights(text_run, tmp_path):
-    out = export_run(text_run, tmp_path / "export")
+def test_safetensors_hold_only_encoder_side_weights(tiny_text_run, tmp_path):
+    out = export_run(tiny_text_run, tmp_path / "export")
     weights = load_file(str(out / "model.safetensors"))
     assert weights and all(k.startswith(("encoder.", "bottleneck.")) for k in weights)
-    model = load_run(text_run).model
+    model = load_run(tiny_text_run).model
     expected = {"encoder.embedding.weight": model.embedding.weight,
                 **{f"encoder.body.{k}": v for k, v in model.encoder.state_dict().items()},
                 **{f"bottleneck.{k}": v for k, v in model.bottleneck.state_dict().items()}}
@@ -140,26 +95,26 @@ def test_safetensors_hold_only_encoder_side_weights(text_run, tmp_path):
     assert exported < sum(p.numel() for p in model.parameters())  # the decoder is left out
 
 
-def test_config_and_model_card_describe_the_run(text_run, tmp_path):
-    out = export_run(text_run, tmp_path / "export")
+def test_config_and_model_card_describe_the_run(tiny_text_run, tmp_path):
+    out = export_run(tiny_text_run, tmp_path / "export")
     cfg = json.loads((out / "config.json").read_text())
     assert (cfg["format"], cfg["format_version"], cfg["kind"], cfg["step"]) == ("seqae-encoder", 2, "text", 3)
-    run_config = load_config_dict(yaml.safe_load((text_run / "config.yaml").read_text()))
+    run_config = load_config_dict(yaml.safe_load((tiny_text_run / "config.yaml").read_text()))
     assert cfg["model"] == to_dict(run_config.model) and cfg["regularize"] == to_dict(run_config.regularize)
     assert cfg["encoder"] == {"type": "gru", "input_dim": 16, "hidden_dim": 16, "layers": 1, "dropout": 0.1,
                               "output_dim": 32, "bidirectional": True}
     assert cfg["bottleneck"]["pooling"] == "last" and cfg["bottleneck"]["regularizer"] == "none"
     assert cfg["special_ids"] == {"pad": 0, "unk": 1, "bos": 2, "eos": 3, "mask": 4}
-    assert cfg["source_run"] == str(text_run.resolve())
+    assert cfg["source_run"] == str(tiny_text_run.resolve())
     card = (out / "README.md").read_text()
-    metrics = json.loads((text_run / "metrics.json").read_text())
+    metrics = json.loads((tiny_text_run / "metrics.json").read_text())
     assert f"| heldout_loss | {metrics['heldout_loss']:.4g} |" in card
     assert "train_sequences: 58" in card and "at step 3" in card
     assert "--load-pretrained-encoder-from" in card and "--init_param" in card
 
 
-def test_loading_never_calls_torch_load(text_run, tmp_path, monkeypatch):
-    out = export_run(text_run, tmp_path / "export")
+def test_loading_never_calls_torch_load(tiny_text_run, tmp_path, monkeypatch):
+    out = export_run(tiny_text_run, tmp_path / "export")
 
     def refuse(*args, **kwargs):
         raise AssertionError("torch.load was called")
@@ -168,14 +123,14 @@ def test_loading_never_calls_torch_load(text_run, tmp_path, monkeypatch):
     assert load_encoder(out)(["Hello."]).z.shape == (1, 8)
 
 
-def test_weights_false_gives_the_architecture_with_fresh_weights(text_run, tmp_path):
-    out = export_run(text_run, tmp_path / "export")
+def test_weights_false_gives_the_architecture_with_fresh_weights(tiny_text_run, tmp_path):
+    out = export_run(tiny_text_run, tmp_path / "export")
     (out / "model.safetensors").unlink()  # not read
     torch.manual_seed(0)
     fresh = load_encoder(out, weights=False)
     torch.manual_seed(0)
     again = load_encoder(out, weights=False)
-    trained = load_run(text_run).model
+    trained = load_run(tiny_text_run).model
     assert not torch.equal(fresh.encoder.embedding.weight, trained.embedding.weight)
     for (name, a), (_, b) in zip(fresh.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), name
@@ -192,8 +147,8 @@ ARCHITECTURES = [
 
 
 @pytest.mark.parametrize("model, regularize", ARCHITECTURES, ids=lambda v: str(v))
-def test_every_text_architecture_round_trips(repo, text_run, tmp_path, model, regularize):
-    run = fake_run(tmp_path, text_run, text_config(repo, **model), regularize)
+def test_every_text_architecture_round_trips(repo, tiny_text_run, tmp_path, model, regularize):
+    run = fake_run(tmp_path, tiny_text_run, tiny_text_config(repo, **model), regularize)
     enc = load_encoder(export_run(run, tmp_path / "export"))
     result = enc(SENTENCES)
     _, z, train_enc = training_text_encode(run, SENTENCES)
@@ -205,8 +160,8 @@ def test_every_text_architecture_round_trips(repo, text_run, tmp_path, model, re
         torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
-def test_variational_z_is_the_mean_even_while_fine_tuning(repo, text_run, tmp_path):
-    run = fake_run(tmp_path, text_run, text_config(repo, dropout=0.0), {"variational": True})
+def test_variational_z_is_the_mean_even_while_fine_tuning(repo, tiny_text_run, tmp_path):
+    run = fake_run(tmp_path, tiny_text_run, tiny_text_config(repo, dropout=0.0), {"variational": True})
     enc = load_encoder(export_run(run, tmp_path / "export"))
     assert json.loads((tmp_path / "export/config.json").read_text())["bottleneck"]["regularizer"] == "variational"
     x, lengths = enc.prepare(SENTENCES)
@@ -240,13 +195,13 @@ def training_speech_encode(run_dir: Path, rows):
     return z, enc
 
 
-def test_speech_export_applies_features_and_cmvn_like_training(repo, speech_run, tmp_path):
-    out = export_run(speech_run, tmp_path / "export")
+def test_speech_export_applies_features_and_cmvn_like_training(repo, tiny_speech_run, tmp_path):
+    out = export_run(tiny_speech_run, tmp_path / "export")
     assert {p.name for p in out.iterdir()} == SPEECH_FILES
     enc = load_encoder(out)
     rows, waves = fixture_waveforms(repo)
     result = enc(waves, sample_rate=16000)
-    z, train_enc = training_speech_encode(speech_run, rows)
+    z, train_enc = training_speech_encode(tiny_speech_run, rows)
     assert (result.z - z).abs().max() <= 1e-5
     torch.testing.assert_close(result.states, train_enc.states, atol=1e-5, rtol=0)
     assert torch.equal(result.lengths, train_enc.lengths)
@@ -255,8 +210,8 @@ def test_speech_export_applies_features_and_cmvn_like_training(repo, speech_run,
     torch.testing.assert_close(enc(torch.stack([waves[0], waves[0]]), sample_rate=16000).z[1], result.z[0])
 
 
-def test_speech_input_at_another_rate_is_resampled(repo, speech_run, tmp_path):
-    enc = load_encoder(export_run(speech_run, tmp_path / "export"))
+def test_speech_input_at_another_rate_is_resampled(repo, tiny_speech_run, tmp_path):
+    enc = load_encoder(export_run(tiny_speech_run, tmp_path / "export"))
     _, (wave, *_) = fixture_waveforms(repo, 1)
     at_8k = torch.nn.functional.avg_pool1d(wave[None, None], 2)[0, 0]  # (S / 2,): a crude 8 kHz copy
     x16, l16 = enc.prepare([wave], sample_rate=16000)
@@ -267,8 +222,8 @@ def test_speech_input_at_another_rate_is_resampled(repo, speech_run, tmp_path):
 @pytest.mark.parametrize("model", [{"encoder": "transformer", "frontend": "conv4", "encoder_layers": 2},
                                    {"encoder": "lstm", "frontend": "linear", "pooling": "attention"}],
                          ids=["transformer-conv4", "lstm-linear"])
-def test_every_speech_front_end_round_trips(repo, speech_run, tmp_path, model):
-    run = fake_run(tmp_path, speech_run, speech_config(repo, tmp_path / "features", **model))
+def test_every_speech_front_end_round_trips(repo, tiny_speech_run, tmp_path, model):
+    run = fake_run(tmp_path, tiny_speech_run, tiny_speech_config(repo, tmp_path / "features", **model))
     enc = load_encoder(export_run(run, tmp_path / "export"))
     rows, waves = fixture_waveforms(repo)
     z, train_enc = training_speech_encode(run, rows)
@@ -282,10 +237,10 @@ def test_every_speech_front_end_round_trips(repo, speech_run, tmp_path, model):
 # Errors and the command line
 
 
-def test_bad_export_directories_give_one_clear_error(text_run, tmp_path):
+def test_bad_export_directories_give_one_clear_error(tiny_text_run, tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere: no such export directory"):
         load_encoder(tmp_path / "nowhere")
-    out = export_run(text_run, tmp_path / "export")
+    out = export_run(tiny_text_run, tmp_path / "export")
     broken = tmp_path / "broken"
     for name, damage, error, message in [
         ("config.json", "delete", FileNotFoundError, r"config.json: missing"),
@@ -330,8 +285,8 @@ def test_bad_export_directories_give_one_clear_error(text_run, tmp_path):
         load_encoder(broken)
 
 
-def test_bad_inputs_are_named(text_run, speech_run, tmp_path):
-    text = load_encoder(export_run(text_run, tmp_path / "text"))
+def test_bad_inputs_are_named(tiny_text_run, tiny_speech_run, tmp_path):
+    text = load_encoder(export_run(tiny_text_run, tmp_path / "text"))
     with pytest.raises(ValueError, match="non-empty list of strings"):
         text("a bare string")
     with pytest.raises(ValueError, match="sample_rate is for speech"):
@@ -340,7 +295,7 @@ def test_bad_inputs_are_named(text_run, speech_run, tmp_path):
         text.encode_inputs(torch.zeros(2, 4), torch.tensor([4, 2]))
     with pytest.raises(ValueError, match=r"lengths must be in 1..4"):
         text.encode_inputs(torch.zeros(2, 4, dtype=torch.long), torch.tensor([5, 0]))
-    speech = load_encoder(export_run(speech_run, tmp_path / "speech"))
+    speech = load_encoder(export_run(tiny_speech_run, tmp_path / "speech"))
     with pytest.raises(ValueError, match="needs sample_rate="):
         speech([torch.zeros(4000)])
     with pytest.raises(ValueError, match="waveform 1: 1 feature frames; the front end needs 3"):
@@ -348,25 +303,25 @@ def test_bad_inputs_are_named(text_run, speech_run, tmp_path):
     assert text.frame_rate_hz is None and text.feature_extractor is None and speech.tokenizer is None
 
 
-def test_export_never_replaces_a_foreign_directory(text_run, tmp_path):
+def test_export_never_replaces_a_foreign_directory(tiny_text_run, tmp_path):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
     with pytest.raises(ExportError, match="not a seqae export, so it is never replaced"):
-        export_run(text_run, foreign, overwrite=True)
+        export_run(tiny_text_run, foreign, overwrite=True)
     assert (foreign / "notes.txt").read_text() == "mine"
-    out = export_run(text_run, tmp_path / "export")
+    out = export_run(tiny_text_run, tmp_path / "export")
     with pytest.raises(ExportError, match=r"exists and is not empty \(use overwrite"):
-        export_run(text_run, out)
-    assert isinstance(load_encoder(export_run(text_run, out, overwrite=True)), PretrainedEncoder)
+        export_run(tiny_text_run, out)
+    assert isinstance(load_encoder(export_run(tiny_text_run, out, overwrite=True)), PretrainedEncoder)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "foreign"]  # no temporary directory left
 
 
-def test_cli_export(text_run, tmp_path, capsys):
-    assert main(["export", str(text_run), str(tmp_path / "export")]) == 0
+def test_cli_export(tiny_text_run, tmp_path, capsys):
+    assert main(["export", str(tiny_text_run), str(tmp_path / "export")]) == 0
     assert "exported the encoder of" in capsys.readouterr().out
     assert {p.name for p in (tmp_path / "export").iterdir()} == TEXT_FILES
-    assert main(["export", str(text_run), str(tmp_path / "export")]) == 2
+    assert main(["export", str(tiny_text_run), str(tmp_path / "export")]) == 2
     assert "seqae export: error:" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nowhere"), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()

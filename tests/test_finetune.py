@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import tiny_text_config
 
 from seqae import load_encoder
 from seqae.cli import main
@@ -34,12 +35,7 @@ from seqae.train import pretrain
 WORDS = "data/espeak_words"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def encoder_config(kind: str, *, encoder: str = "gru", frontend: str = "conv4", layers: int = 2) -> dict:
@@ -298,12 +294,7 @@ def tiny_train(steps: int) -> dict:
 @pytest.fixture(scope="module")
 def text_export(tmp_path_factory, request) -> Path:
     root, repo = tmp_path_factory.mktemp("text_export"), request.config.rootpath
-    config = {"data": {"train": str(repo / "data/fortunes/train.txt"), "heldout": None, "heldout_fraction": 0.1,
-                       "max_train_sentences": 64, "max_len": 16, "max_tokens": 256, "eval_sentences": 8},
-              "tokenizer": {"vocab_size": 120},
-              "model": {"encoder": "transformer", "embed_dim": 16, "hidden_dim": 16, "decoder_dim": 16,
-                        "bottleneck_dim": 8, "num_heads": 2, "ff_dim": 24, "max_positions": 32, "dropout": 0.1},
-              "train": {**tiny_train(2), "eval_every": 0}}
+    config = {**tiny_text_config(repo, encoder="transformer"), "train": {**tiny_train(2), "eval_every": 0}}
     pretrain(load_config_dict(config), root / "run")
     return export_run(root / "run", root / "export")
 

@@ -6,8 +6,6 @@ import collections
 import importlib.util
 import itertools
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,12 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import REPO, needs_espeak, run_recipe
 
 from seqae.config import load_config
 from seqae.finetune import load_finetune_config
-
-REPO = Path(__file__).resolve().parents[1]
-HAS_ESPEAK = bool(shutil.which("espeak-ng") and shutil.which("sox"))
 
 
 def recipe_module(name: str):
@@ -29,14 +25,6 @@ def recipe_module(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def run_recipe(name: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TQDM_DISABLE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([str(REPO / "recipes" / name / "run.sh"), "--debug", *args], cwd=REPO, env=env,
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
 
 
 @pytest.mark.parametrize("name", ["espeak_asr", "trans_de_en"])
@@ -158,7 +146,7 @@ def test_espeak_asr_prepare_writes_manifests_from_a_librispeech_tree(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_ESPEAK, reason="needs espeak-ng and sox")
+@needs_espeak
 def test_espeak_asr_debug_end_to_end(tmp_path):
     out = tmp_path / "asr"
     run_recipe("espeak_asr", "--out", str(out))

@@ -25,13 +25,7 @@ FEAT = 5
 ATOL, RTOL = 1e-6, 1e-5
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The test machine's cores are shared: one intra-op thread is faster than two fighting ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def tiny_config(**overrides) -> ModelConfig:

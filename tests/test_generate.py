@@ -24,13 +24,7 @@ PAD, BOS, EOS = 0, 2, 3
 DECODERS = ["gru", "lstm", "transformer"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The test machine's cores are shared: one intra-op thread is faster than two fighting ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def random_model(decoder: str, *, seed: int, vocab: int = 11, z_dim: int = 8, memory_slots: int = 3):

@@ -65,12 +65,7 @@ def no_child_left_behind():
             proc.wait(timeout=60)
 
 
-@pytest.fixture(autouse=True)
-def offline_hub(monkeypatch, tmp_path_factory):
-    """The runs (subprocesses included) read local files only, with a private Hugging Face cache."""
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf_home")))
+pytestmark = pytest.mark.usefixtures("offline_hub")  # see tests/conftest.py
 
 
 def text_config(repo: Path) -> dict:
@@ -252,6 +247,7 @@ def test_sigkill_at_any_moment_then_rerun_resumes_exactly(repo, tmp_path, task):
 # ---------------------------------------------------------------- SIGINT / SIGTERM: checkpoint, exit 128 + signal
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_finishes_the_step_checkpoints_exits_128_plus_its_number_and_resumes(repo, tmp_path, sig):
     data = text_config(repo)

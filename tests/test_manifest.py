@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import REPO, needs_espeak
 
 from seqae.data.manifest import ManifestRow, SkipReport, read_manifest, scan_folder, write_manifest
 from seqae.data.speech import load_speech_features
@@ -21,16 +22,11 @@ from seqae.frontend.audio import AudioError
 from seqae.frontend.collate import collate_frames
 from seqae.frontend.features import FeatureCache, FeatureExtractor
 
-REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "data" / "espeak_words"
 SYNTH = REPO / "recipes" / "espeak_words" / "synth.py"
 
 
-@pytest.fixture(autouse=True)
-def offline_hf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+pytestmark = pytest.mark.usefixtures("offline_hub")  # see tests/conftest.py
 
 
 def _rows(root: Path) -> list[ManifestRow]:
@@ -175,9 +171,8 @@ def test_collate_frames_pads_with_zeros() -> None:
         collate_frames([])
 
 
-@pytest.mark.skipif(
-    shutil.which("espeak-ng") is None or shutil.which("sox") is None, reason="needs espeak-ng and sox"
-)
+@pytest.mark.slow
+@needs_espeak
 def test_synth_is_deterministic(tmp_path: Path) -> None:
     args = ["--words", "2", "--speakers", "2", "--word-offset", "5", "--speaker-offset", "3", "--seed", "0"]
     for run in ("a", "b"):

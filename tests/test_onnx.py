@@ -19,13 +19,7 @@ from seqae.export.onnx import (
 )
 from seqae.models.encoders import RNNEncoder
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def ragged(lengths: list[int], width: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,7 +5,10 @@ import re
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_readme_quickstart_runs(repo, tmp_path):
     text = (repo / "README.md").read_text()
     block = re.search(r"```python\n(.*?)```", text, re.S).group(1)

@@ -5,21 +5,15 @@ import os
 import subprocess
 
 import pytest
+from conftest import run_recipe
 
 TEXT_KEYS = ("train_exact_match", "heldout_exact_match", "heldout_token_accuracy")
 
 
-def run_recipe(repo, name, *args):
-    env = {**os.environ, "TQDM_DISABLE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([str(repo / "recipes" / name / "run.sh"), "--debug", *args], cwd=repo, env=env,
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    return result
-
-
-def test_fortunes_debug_end_to_end(repo, tmp_path):
+@pytest.mark.slow
+def test_fortunes_debug_end_to_end(tmp_path):
     out = tmp_path / "fortunes"
-    run_recipe(repo, "fortunes", "--out", str(out))
+    run_recipe("fortunes", "--out", str(out))
     metrics = json.loads((out / "metrics.json").read_text())
     for key in TEXT_KEYS:
         assert 0.0 <= metrics[key] <= 1.0
@@ -28,10 +22,11 @@ def test_fortunes_debug_end_to_end(repo, tmp_path):
     assert (out / "data" / "train.txt").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_fortunes_denoising_variant_and_the_comparison_script(repo, tmp_path):
     plain, denoise = tmp_path / "plain", tmp_path / "denoise"
-    run_recipe(repo, "fortunes", "--out", str(plain), "--shipped")
-    out = run_recipe(repo, "fortunes", "--out", str(denoise), "--shipped", "--denoise").stdout
+    run_recipe("fortunes", "--out", str(plain), "--shipped")
+    out = run_recipe("fortunes", "--out", str(denoise), "--shipped", "--denoise").stdout
     assert "span_mask (prob 1): ratio=0.3" in out
     metrics = json.loads((denoise / "metrics.json").read_text())
     assert 0.0 <= metrics["heldout_denoise_token_accuracy"] <= 1.0
@@ -49,7 +44,8 @@ def test_fortunes_denoising_variant_and_the_comparison_script(repo, tmp_path):
     assert all(0.0 <= r[k] <= 1.0 for r in rows for k in r if k.endswith(("accuracy", "match")))
 
 
-def test_wikitext103_debug_from_a_local_tree_laid_out_like_the_hub(repo, tmp_path):
+@pytest.mark.slow
+def test_wikitext103_debug_from_a_local_tree_laid_out_like_the_hub(tmp_path):
     datasets = pytest.importorskip("datasets")
     tree = tmp_path / "wikitext" / "wikitext-103-raw-v1"
     tree.mkdir(parents=True)
@@ -61,7 +57,7 @@ def test_wikitext103_debug_from_a_local_tree_laid_out_like_the_hub(repo, tmp_pat
     datasets.Dataset.from_dict({"text": lines * 4}).to_parquet(str(tree / "validation-00000-of-00001.parquet"))
     datasets.Dataset.from_dict({"text": lines * 4}).to_parquet(str(tree / "test-00000-of-00001.parquet"))
     out = tmp_path / "wt"
-    result = run_recipe(repo, "wikitext103", "--out", str(out), "--source", str(tree.parent))
+    result = run_recipe("wikitext103", "--out", str(out), "--source", str(tree.parent))
     assert "train: 840 lines read (360 empty skipped), 240 headings dropped" in result.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     for key in TEXT_KEYS:

@@ -68,6 +68,7 @@ def test_sparse_penalties():
     assert float(kl_sparsity(torch.full((8, 3), 0.1), 0.1)) == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_contractive_estimate_matches_exact_jacobian_norm():
     torch.manual_seed(0)
     encoder = RNNEncoder(input_dim=3, hidden_dim=4, bidirectional=True)

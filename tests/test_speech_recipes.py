@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 import soundfile as sf
+from conftest import needs_espeak, run_recipe
 
 from seqae.config import load_config
 from seqae.data.corpora import CorpusError, librispeech_folder, speech_commands_folder
@@ -159,7 +160,8 @@ def test_every_shipped_speech_config_loads_and_builds_its_model(repo, recipe, na
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
-@pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")), reason="needs espeak-ng and sox")
+@pytest.mark.slow
+@needs_espeak
 def test_synth_makes_the_fixture_layout_with_the_same_voices(repo, tmp_path):
     out = tmp_path / "words"
     subprocess.run([str(repo / ".venv/bin/python"), str(repo / "recipes/espeak_words/synth.py"), "--out", str(out),
@@ -171,14 +173,6 @@ def test_synth_makes_the_fixture_layout_with_the_same_voices(repo, tmp_path):
     assert all(r.path.is_file() and 0.2 < r.duration < 1.5 for r in rows)
     shipped = (repo / "data/espeak_words/test/speakers.jsonl").read_text()
     assert (out / "speakers.jsonl").read_text() == shipped  # the voice table depends only on the seed
-
-
-def run_recipe(repo, name, *args):
-    env = {**os.environ, "TQDM_DISABLE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([str(repo / "recipes" / name / "run.sh"), "--debug", *args], cwd=repo, env=env,
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
 
 
 def check_plots(out, metrics):
@@ -193,9 +187,9 @@ def check_plots(out, metrics):
 
 
 @pytest.mark.slow
-def test_espeak_words_debug_end_to_end(repo, tmp_path):
+def test_espeak_words_debug_end_to_end(tmp_path):
     out = tmp_path / "ew"
-    run_recipe(repo, "espeak_words", "--out", str(out))
+    run_recipe("espeak_words", "--out", str(out))
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("heldout_mse", "ap_z", "ap_mean_frames", "ap_downsampled", "speaker_ap_z"):
         assert 0.0 < metrics[key] <= (1.0 if key.startswith(("ap", "speaker")) else 10.0), key
@@ -207,7 +201,7 @@ def test_espeak_words_debug_end_to_end(repo, tmp_path):
 def test_librispeech_debug_from_a_local_tree(repo, tmp_path):
     build_librispeech(repo, tmp_path / "LibriSpeech")
     out = tmp_path / "ls"
-    result = run_recipe(repo, "librispeech", "--source", str(tmp_path / "LibriSpeech"), "--out", str(out))
+    result = run_recipe("librispeech", "--source", str(tmp_path / "LibriSpeech"), "--out", str(out))
     assert "train (train-clean-100): 48 utterances, 4 speakers" in result.stdout
     assert "4 problems listed" in result.stdout
     assert "orphan transcript line for 100-7-0902" in (out / "data" / "skipped.txt").read_text()
@@ -221,7 +215,7 @@ def test_librispeech_debug_from_a_local_tree(repo, tmp_path):
 def test_speech_commands_debug_from_a_local_tree(repo, tmp_path):
     build_speech_commands(repo, tmp_path / "sc")
     out = tmp_path / "out"
-    result = run_recipe(repo, "speech_commands", "--source", str(tmp_path / "sc"), "--out", str(out))
+    result = run_recipe("speech_commands", "--source", str(tmp_path / "sc"), "--out", str(out))
     assert "train (train): 36 utterances, 12 labels, 3 speakers" in result.stdout
     assert "heldout (validation): 8 utterances, 4 labels, 2 speakers" in result.stdout
     metrics = json.loads((out / "metrics.json").read_text())

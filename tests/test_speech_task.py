@@ -19,11 +19,6 @@ from seqae.train import pretrain
 FIXTURE = "data/espeak_words"
 
 
-@pytest.fixture(scope="module")
-def feature_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("features")  # shared by the tests of this file: features are computed once
-
-
 def merge(base, extra):
     out = dict(base)
     for key, value in extra.items():
@@ -45,8 +40,8 @@ def make_config(repo, cache, **sections):
     return load_config_dict(merge(base, sections))
 
 
-def test_batches_hold_noised_inputs_clean_targets_and_their_lengths(repo, tmp_path, feature_cache):
-    config = make_config(repo, feature_cache, noise=[{"type": "time_mask", "ratio": 0.3, "span": 4}])
+def test_batches_hold_noised_inputs_clean_targets_and_their_lengths(repo, tmp_path, speech_feature_cache):
+    config = make_config(repo, speech_feature_cache, noise=[{"type": "time_mask", "ratio": 0.3, "span": 4}])
     task = SpeechTask(config, tmp_path / "run")
     assert (len(task.data.train), len(task.data.heldout)) == (48, 8)
     assert task.data.stats["train_audio"] == {"checked": 48, "skipped": 0, "skipped_files": []}
@@ -68,9 +63,9 @@ def test_batches_hold_noised_inputs_clean_targets_and_their_lengths(repo, tmp_pa
     assert stats["tokens"] == sum(lengths) and torch.isfinite(loss)
 
 
-def test_frame_noise_depends_only_on_seed_epoch_and_index(repo, tmp_path, feature_cache):
-    config = make_config(repo, feature_cache, noise=[{"type": "time_mask", "ratio": 0.3, "span": 4},
-                                                     {"type": "gaussian", "sigma": 0.5}])
+def test_frame_noise_depends_only_on_seed_epoch_and_index(repo, tmp_path, speech_feature_cache):
+    config = make_config(repo, speech_feature_cache, noise=[{"type": "time_mask", "ratio": 0.3, "span": 4},
+                                                            {"type": "gaussian", "sigma": 0.5}])
     task = SpeechTask(config, tmp_path / "run")
     first = task.batch([5, 9], epoch=2)
     again = task.batch([9, 5], epoch=2)  # other batch mates and order: the same noise per sequence
@@ -81,14 +76,14 @@ def test_frame_noise_depends_only_on_seed_epoch_and_index(repo, tmp_path, featur
     torch.testing.assert_close(first["frames"][0, :n5], direct)
     other_epoch = task.batch([5, 9], epoch=3)
     assert not torch.equal(first["frames"], other_epoch["frames"])
-    reseeded = SpeechTask(make_config(repo, feature_cache, noise=list(config.noise), train={"seed": 1}),
+    reseeded = SpeechTask(make_config(repo, speech_feature_cache, noise=list(config.noise), train={"seed": 1}),
                           tmp_path / "run1")
     assert not torch.equal(first["frames"], reseeded.batch([5, 9], epoch=2)["frames"])
 
 
-def test_cmvn_is_computed_on_train_stored_and_reused(repo, tmp_path, feature_cache):
+def test_cmvn_is_computed_on_train_stored_and_reused(repo, tmp_path, speech_feature_cache):
     run = tmp_path / "run"
-    task = SpeechTask(make_config(repo, feature_cache), run)
+    task = SpeechTask(make_config(repo, speech_feature_cache), run)
     frames = torch.cat(task.data.train)  # (N, F) all training frames, normalised
     torch.testing.assert_close(frames.mean(0), torch.zeros(24), atol=1e-4, rtol=0)
     torch.testing.assert_close(frames.std(0, unbiased=False), torch.ones(24), atol=1e-3, rtol=0)
@@ -97,13 +92,13 @@ def test_cmvn_is_computed_on_train_stored_and_reused(repo, tmp_path, feature_cac
     # A resumed run reads the stored statistics instead of recomputing them: shift them and see the shift.
     stored["mean"] = [m + 1.0 for m in stored["mean"]]
     (run / "cmvn.json").write_text(json.dumps(stored))
-    resumed = SpeechTask(make_config(repo, feature_cache), run)
+    resumed = SpeechTask(make_config(repo, speech_feature_cache), run)
     assert resumed.data.stats["cmvn"] == "loaded"
     std = torch.tensor(stored["std"])
     torch.testing.assert_close(resumed.data.train[0], task.data.train[0] - 1.0 / std)
     with pytest.raises(ConfigError, match="cmvn.json: CMVN statistics were computed with features"):
-        SpeechTask(make_config(repo, feature_cache, features={"n_mels": 20}), run)
-    off = SpeechTask(make_config(repo, feature_cache, features={"cmvn": False}), tmp_path / "raw")
+        SpeechTask(make_config(repo, speech_feature_cache, features={"n_mels": 20}), run)
+    off = SpeechTask(make_config(repo, speech_feature_cache, features={"cmvn": False}), tmp_path / "raw")
     assert off.data.stats["cmvn"] == "off" and not (tmp_path / "raw" / "cmvn.json").exists()
     torch.testing.assert_close(off.data.train[0], task.data.cmvn.denormalize(task.data.train[0]))  # raw log-Mel
 
@@ -119,9 +114,9 @@ def write_bad_manifest(repo, tmp_path):
     return manifest
 
 
-def test_bad_files_are_skipped_and_counted_or_stop_a_strict_run(repo, tmp_path, feature_cache):
+def test_bad_files_are_skipped_and_counted_or_stop_a_strict_run(repo, tmp_path, speech_feature_cache):
     manifest = write_bad_manifest(repo, tmp_path)
-    task = SpeechTask(make_config(repo, feature_cache, data={"train": str(manifest)}), tmp_path / "run")
+    task = SpeechTask(make_config(repo, speech_feature_cache, data={"train": str(manifest)}), tmp_path / "run")
     report = task.data.stats["train_audio"]
     assert (report["checked"], report["skipped"], len(task.data.train)) == (6, 3, 3)
     reasons = {item["file"].rsplit("/", 1)[-1]: item["reason"] for item in report["skipped_files"]}
@@ -131,37 +126,40 @@ def test_bad_files_are_skipped_and_counted_or_stop_a_strict_run(repo, tmp_path, 
     assert "3 files skipped" in task.summary()
     saved = json.loads(json.dumps(task.data.stats))  # what pretrain writes to data_stats.json
     assert saved["train_audio"]["skipped"] == 3
-    strict = make_config(repo, feature_cache, data={"train": str(manifest), "strict": True})
+    strict = make_config(repo, speech_feature_cache, data={"train": str(manifest), "strict": True})
     with pytest.raises(AudioError, match=r"missing\.flac: file not found \(row 4; strict mode"):
         SpeechTask(strict, tmp_path / "strict")
 
 
-def test_unusable_sources_name_the_key(repo, tmp_path, feature_cache):
+def test_unusable_sources_name_the_key(repo, tmp_path, speech_feature_cache):
     (tmp_path / "rows.jsonl").write_text('{"file": "a.flac"}\n')
     with pytest.raises(ConfigError, match=r"data.train: .*rows.jsonl: missing required column 'path'"):
-        SpeechTask(make_config(repo, feature_cache, data={"train": str(tmp_path / "rows.jsonl")}), tmp_path / "r")
+        SpeechTask(make_config(repo, speech_feature_cache, data={"train": str(tmp_path / "rows.jsonl")}),
+                   tmp_path / "r")
     with pytest.raises(ConfigError, match=r"data.heldout: .*notes.txt must be a manifest"):
-        SpeechTask(make_config(repo, feature_cache, data={"heldout": str(tmp_path / "notes.txt")}), tmp_path / "r")
+        SpeechTask(make_config(repo, speech_feature_cache, data={"heldout": str(tmp_path / "notes.txt")}),
+                   tmp_path / "r")
 
 
-def test_overlong_sequences_are_truncated_or_skipped_and_counted(repo, tmp_path, feature_cache):
-    full = SpeechTask(make_config(repo, feature_cache), tmp_path / "a")
+def test_overlong_sequences_are_truncated_or_skipped_and_counted(repo, tmp_path, speech_feature_cache):
+    full = SpeechTask(make_config(repo, speech_feature_cache), tmp_path / "a")
     lengths = full.train_lengths()
     limit = 48  # 4 of the 48 training words and 4 of the 8 test words are longer
     over = sum(n > limit for n in lengths)
     assert over == 4
-    cut = SpeechTask(make_config(repo, feature_cache, data={"max_len": limit}), tmp_path / "b")
+    cut = SpeechTask(make_config(repo, speech_feature_cache, data={"max_len": limit}), tmp_path / "b")
     assert cut.train_lengths() == [min(n, limit) for n in lengths]
     assert cut.data.stats["train_length"]["overlong"] == over and f"{over} train sequences over" in cut.summary()
-    skip = SpeechTask(make_config(repo, feature_cache, data={"max_len": limit, "overlong": "skip"}), tmp_path / "c")
+    skip = SpeechTask(make_config(repo, speech_feature_cache, data={"max_len": limit, "overlong": "skip"}),
+                      tmp_path / "c")
     assert skip.train_lengths() == [n for n in lengths if n <= limit]
     assert len(skip.data.stats["train_length"]["overlong_files"]) == over
     assert len(skip.data.heldout) == 4 and skip.data.stats["heldout_length"]["overlong"] == 4
 
 
-def test_a_folder_source_is_scanned_and_split_by_speaker(repo, tmp_path, feature_cache):
-    config = make_config(repo, feature_cache, data={"train": str(repo / FIXTURE / "train"), "heldout": None,
-                                                    "heldout_fraction": 0.25})
+def test_a_folder_source_is_scanned_and_split_by_speaker(repo, tmp_path, speech_feature_cache):
+    config = make_config(repo, speech_feature_cache, data={"train": str(repo / FIXTURE / "train"), "heldout": None,
+                                                           "heldout_fraction": 0.25})
     task = SpeechTask(config, tmp_path / "run")
     # A scanned folder has labels (the word folders) but no speakers, so the first 25% of rows by path are held out.
     assert (len(task.data.train), len(task.data.heldout)) == (36, 12)
@@ -172,8 +170,8 @@ def test_a_folder_source_is_scanned_and_split_by_speaker(repo, tmp_path, feature
     assert {r.speaker for r in heldout} == {"spk003"} and len(train) == 36 and len(heldout) == 12
 
 
-def test_final_metrics_report_mse_and_same_different_ap(repo, tmp_path, feature_cache):
-    task = SpeechTask(make_config(repo, feature_cache), tmp_path / "run")
+def test_final_metrics_report_mse_and_same_different_ap(repo, tmp_path, speech_feature_cache):
+    task = SpeechTask(make_config(repo, speech_feature_cache), tmp_path / "run")
     metrics = task.final_metrics()
     for key in ("heldout_mse", "train_mse", "ap_z", "ap_encoder_mean", "ap_mean_frames", "ap_downsampled",
                 "speaker_ap_z", "heldout_stop_accuracy"):
@@ -191,8 +189,8 @@ def test_final_metrics_report_mse_and_same_different_ap(repo, tmp_path, feature_
     assert metrics["heldout_mse"] > 0 and set(task.evaluate(limit=2)["train"]) >= {"mse", "loss"}
 
 
-def test_pretrain_lowers_the_reconstruction_error_and_reloads(repo, tmp_path, feature_cache):
-    config = make_config(repo, feature_cache, model={"hidden_dim": 32, "bottleneck_dim": 16},
+def test_pretrain_lowers_the_reconstruction_error_and_reloads(repo, tmp_path, speech_feature_cache):
+    config = make_config(repo, speech_feature_cache, model={"hidden_dim": 32, "bottleneck_dim": 16},
                          train={"max_steps": 40, "lr": 0.01, "checkpoint_every": 20},
                          noise=[{"type": "time_mask", "ratio": 0.15, "span": 3}])
     run = tmp_path / "run"
@@ -213,8 +211,8 @@ def test_pretrain_lowers_the_reconstruction_error_and_reloads(repo, tmp_path, fe
         load_run(run)
 
 
-def test_label_pairs_give_another_speaker_of_the_same_word_reproducibly(repo, tmp_path, feature_cache):
-    task = SpeechTask(make_config(repo, feature_cache), tmp_path / "run", targets="label")
+def test_label_pairs_give_another_speaker_of_the_same_word_reproducibly(repo, tmp_path, speech_feature_cache):
+    task = SpeechTask(make_config(repo, speech_feature_cache), tmp_path / "run", targets="label")
     rows = task.data.train_rows
     assert all(len(p) == 3 for p in task.partners)  # 4 speakers per word: the 3 others
     for epoch in (0, 1):
@@ -231,11 +229,12 @@ def test_label_pairs_give_another_speaker_of_the_same_word_reproducibly(repo, tm
     loss, stats = task.loss(batch)
     assert torch.isfinite(loss) and stats["tokens"] == sum(batch["target_lengths"].tolist())
     with pytest.raises(ConfigError, match="data.targets: got 'words'"):
-        SpeechTask(make_config(repo, feature_cache), tmp_path / "run", targets="words")
+        SpeechTask(make_config(repo, speech_feature_cache), tmp_path / "run", targets="words")
 
 
-def test_neighbour_pairs_use_no_labels_and_find_the_same_word_more_often_than_chance(repo, tmp_path, feature_cache):
-    task = SpeechTask(make_config(repo, feature_cache), tmp_path / "run", targets="neighbours")
+def test_neighbour_pairs_use_no_labels_and_find_the_same_word_more_often_than_chance(repo, tmp_path,
+                                                                                     speech_feature_cache):
+    task = SpeechTask(make_config(repo, speech_feature_cache), tmp_path / "run", targets="neighbours")
     rows = task.data.train_rows
     assert all(len(p) == 5 for p in task.partners)
     assert all(rows[j].speaker != rows[i].speaker for i, p in enumerate(task.partners) for j in p)
