@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 import yaml
 
 from seqae.checkpoint import CheckpointError, load_latest, state_mismatch
@@ -110,6 +111,23 @@ class TextRun:
     def decode(self, z: torch.Tensor, *, beam_size: int = 1) -> list[str]:
         """z [N, Z] (e.g. stored by `seqae encode`) -> N sentences."""
         return [self.tokenizer.decode(ids) for ids in self.generate_ids(z, beam_size=beam_size)]
+
+    @torch.no_grad()
+    def score(self, z: torch.Tensor, sentences: Sequence[str], *, batch_size: int = 128) -> torch.Tensor:
+        """Mean token negative log-likelihood [N] of sentences[i] under the decoder given z[i] (nats per target
+        token, eos counted; sentences cut to data.max_len as in training). Lower: the text fits z better."""
+        if z.dim() != 2 or z.shape[0] != len(sentences):
+            raise ValueError(f"score: z must be [N, Z] with one row per sentence, got {tuple(z.shape)} for "
+                             f"{len(sentences)} sentences")
+        self.model.eval()
+        out, pad = [], self.model.pad_id
+        for i in range(0, len(sentences), batch_size):
+            tokens, _ = self.batch(sentences[i: i + batch_size])
+            logits = self.model.decode(z[i: i + batch_size].float(), tokens)  # (B, T-1, V)
+            targets = tokens[:, 1:]  # (B, T-1)
+            nll = F.cross_entropy(logits.transpose(1, 2).float(), targets, reduction="none", ignore_index=pad)
+            out.append(nll.sum(1) / (targets != pad).sum(1))
+        return torch.cat(out) if out else torch.zeros(0)
 
 
 @dataclass

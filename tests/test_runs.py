@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from seqae.data.manifest import read_manifest
 from seqae.export import export_run
 from seqae.models.frames import FrameAutoencoder
 from seqae.runs import SpeechRun, TextRun, find_run_dir, load_run
+
+REPO = Path(__file__).resolve().parents[1]
 
 HELDOUT = "data/espeak_words/test/manifest.jsonl"
 
@@ -100,3 +103,41 @@ def test_weights_that_do_not_fit_the_config_are_one_error_naming_the_keys(tiny_t
         load_run(run)
     assert main(["reconstruct", str(run), "Hello."]) == 2
     assert "weights do not fit" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def memorised(tiny_text_run):
+    """A TextRun whose GRU autoencoder has been fitted to 8 short fortunes (60 full-batch steps)."""
+    from seqae.config import load_config_dict
+    from seqae.frontend.tokenizer import Tokenizer
+    from seqae.models.builder import build_model
+
+    lines = (REPO / "data/fortunes/train.txt").read_text(encoding="utf-8").splitlines()
+    tok = Tokenizer.load(tiny_text_run / "tokenizer.model")
+    chosen = [line for line in lines if len(line.split()) <= 6][:8]
+    config = load_config_dict({"data": {"max_len": 32}, "model": {
+        "embed_dim": 64, "hidden_dim": 64, "decoder_dim": 64, "bottleneck_dim": 64, "dropout": 0.0}})
+    torch.manual_seed(0)
+    run = TextRun(run_dir=Path("."), config=config, model=build_model(config, vocab_size=tok.vocab_size), step=0, tokenizer=tok)
+    tokens, lengths = run.batch(chosen)
+    opt = torch.optim.Adam(run.model.parameters(), lr=3e-3)
+    for _ in range(60):
+        run.model.train()
+        loss, _ = run.model.loss(run.model(tokens, lengths))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    run.model.eval()
+    return run, chosen
+
+
+def test_decode_and_score_from_stored_z(memorised):
+    run, sentences = memorised
+    z = run.encode(sentences)
+    assert run.decode(z) == run.reconstruct(sentences)
+    assert run.decode(z, beam_size=3) == run.reconstruct(sentences, beam_size=3)
+    nll = torch.stack([run.score(z, [s] * len(sentences)) for s in sentences], dim=1)  # [z_i, sentence_j]
+    assert nll.argmin(dim=0).tolist() == list(range(len(sentences)))  # each sentence fits its own z best
+    torch.testing.assert_close(run.score(z, sentences), nll.diagonal())
+    with pytest.raises(ValueError, match="one row per sentence"):
+        run.score(z[:2], sentences)

@@ -9,25 +9,16 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn import metrics
 from torch import Tensor
 
 from seqae.runs import TextRun, require_text
 
 
-@torch.no_grad()
 def sequence_nll(run: TextRun, sentences: Sequence[str], *, batch_size: int = 128) -> Tensor:
-    """Mean token negative log-likelihood [N] (nats per target token, eos counted), teacher-forced from z."""
-    run.model.eval()
-    out = []
-    for i in range(0, len(sentences), batch_size):
-        tokens, lengths = run.batch(sentences[i: i + batch_size])
-        result = run.model(tokens, lengths)
-        nll = F.cross_entropy(result.logits.transpose(1, 2).float(), result.targets, reduction="none",
-                              ignore_index=run.model.pad_id)  # (B, T-1)
-        out.append(nll.sum(1) / (result.targets != run.model.pad_id).sum(1))
-    return torch.cat(out) if out else torch.zeros(0)
+    """Mean token negative log-likelihood [N] (nats per target token, eos counted), teacher-forced from each
+    sentence's own z."""
+    return run.score(run.encode(sentences, batch_size=batch_size), sentences, batch_size=batch_size)
 
 
 def _ranked(negatives: Sequence[float] | Tensor, positives: Sequence[float] | Tensor, name: str

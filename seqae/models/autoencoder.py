@@ -82,12 +82,16 @@ class TokenAutoencoder(nn.Module):
             inputs = inputs.masked_fill(drop & ~keep, self.unk_id)
         return inputs
 
+    def decode(self, z: Tensor, tgt: Tensor) -> Tensor:
+        """Teacher-force the decoder on `tgt` ([B, T], bos first) from z [B, Z] -> logits [B, T-1, V]."""
+        h = self.decoder(self.embedding(self._decoder_inputs(tgt)), z)  # (B, T-1, H)
+        return self.logits(h)
+
     def forward(self, src: Tensor, src_lengths: Tensor, tgt: Tensor | None = None) -> AutoencoderOutput:
         """Encode `src` ([B, S], lengths [B]) and teacher-force the decoder on `tgt` ([B, T]; default: src)."""
         tgt = src if tgt is None else tgt
         z, aux, _ = self.encode(src, src_lengths)
-        h = self.decoder(self.embedding(self._decoder_inputs(tgt)), z)  # (B, T-1, H)
-        return AutoencoderOutput(logits=self.logits(h), targets=tgt[:, 1:], z=z, aux=aux)
+        return AutoencoderOutput(logits=self.decode(z, tgt), targets=tgt[:, 1:], z=z, aux=aux)
 
     def loss(self, out: AutoencoderOutput, *, label_smoothing: float = 0.0,
              weights: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
