@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seqae.eval.metrics import reconstruction_counts, teacher_forced_accuracy
+from seqae.eval.metrics import reconstruction_counts, short_exact_counts, teacher_forced_accuracy
 from seqae.frontend.collate import collate_tokens
 
 BOS, EOS, PAD = 2, 3, 0
@@ -113,3 +113,13 @@ def test_shifted_sequence_scores_only_aligned_positions(shift):
     ref = [BOS, 5, 6, 7, 8, EOS]
     gen = [BOS, 5, 11, 6, 7, 8, EOS] if shift == 1 else [BOS, 5, 7, 8, EOS]
     assert counts([gen], [ref]) == {"correct": 1, "total": 5, "exact": 0, "sequences": 1}
+
+
+def test_short_exact_counts_only_references_of_at_most_twenty_pieces():
+    short_ref = [BOS, 5, 6, 7, EOS]
+    long_ref = [BOS, *range(5, 26), EOS]  # 21 pieces
+    ref, ref_lengths = collate_tokens([short_ref, long_ref, long_ref], 0)
+    wrong = [BOS, *range(5, 25), 9, EOS]
+    gen, gen_lengths = collate_tokens([short_ref, long_ref, wrong], 0)
+    assert short_exact_counts(gen, gen_lengths, ref, ref_lengths) == {"short_exact": 1, "short": 1}
+    assert reconstruction_counts(gen, gen_lengths, ref, ref_lengths)["exact"] == 2

@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import run_recipe
@@ -65,3 +66,37 @@ def test_wikitext103_debug_from_a_local_tree_laid_out_like_the_hub(tmp_path):
     sentences = (out / "data" / "train.txt").read_text().splitlines()
     assert "The castle was built in 1120-1135 ." in sentences
     assert not any("=" in s for s in sentences)
+
+
+def fake_wordnet(folder: Path, repo: Path) -> list[str]:
+    """data.{noun,verb,adj,adv} in WordNet 3.0's layout: a licence header (lines starting with two spaces), then
+    synset lines ending with `| gloss; "example"` (glosses: shipped fortunes; every third synset has an example)."""
+    lines = (repo / "data/fortunes/train.txt").read_text(encoding="utf-8").splitlines()[:600]
+    folder.mkdir(parents=True)
+    expected = []
+    for p, part in enumerate(("noun", "verb", "adj", "adv")):
+        rows = ["  1 This software and database is being provided to you, the LICENSEE, by  ",
+                '  2 Princeton University under the following license.  "AS IS" ']
+        for k, text in enumerate(lines[p * 150: (p + 1) * 150]):
+            gloss = text.replace('"', "'")
+            example = f'; "{lines[(k * 7) % 600].replace(chr(34), chr(39))}"' if k % 3 == 0 else ""
+            rows.append(f"{k:08d} 03 {part[0]} 01 word{k} 0 000 | {gloss}{example}  ")
+            expected += [gloss] + ([example[3:-1]] if example else [])
+        (folder / f"data.{part}").write_text("\n".join(rows) + "\n", encoding="latin-1")
+    return list(dict.fromkeys(expected))
+
+
+@pytest.mark.slow
+def test_wordnet_debug_from_a_local_dict_folder(repo, tmp_path):
+    expected = fake_wordnet(tmp_path / "dict", repo)
+    result = run_recipe("wordnet", "--out", str(tmp_path / "out"), "--source", str(tmp_path / "dict"))
+    data = tmp_path / "out/data"
+    train, heldout = (data / "train.txt").read_text().splitlines(), (data / "heldout.txt").read_text().splitlines()
+    assert len(heldout) == 100 and sorted(train + heldout) == sorted(expected)  # every gloss and example, once
+    assert not set(train) & set(heldout)
+    assert "This software" not in " ".join(train + heldout)  # the licence header is skipped
+    metrics = json.loads((tmp_path / "out/metrics.json").read_text())
+    for key in ("heldout_exact_match", "heldout_exact_match_le20", "heldout_token_accuracy", "train_exact_match"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    assert metrics["train_eval_sequences"] == 64 and metrics["heldout_sequences"] == 100
+    assert "== done" in result.stdout

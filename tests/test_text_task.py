@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from seqae.cli import main
-from seqae.config import ConfigError, load_config_dict
+from seqae.config import ConfigError, load_config_dict, to_dict
 from seqae.tasks.text import TextTask, corrupted_positions, corrupted_weights
 
 
@@ -94,3 +94,17 @@ def test_seqae_corrupt_shows_frame_noises_on_audio(repo, tmp_path, capsys):
     for line in lines:
         corrupted, total = line.split(": ")[1].split(" frames")[0].split("/")
         assert int(corrupted) == round(0.2 * int(total))  # exactly the asked ratio
+
+
+def test_the_final_evaluation_decodes_a_fixed_sample_of_the_training_set(repo, tmp_path):
+    config = noisy_config(repo, [])
+    config = load_config_dict({**to_dict(config), "data": {**to_dict(config)["data"], "train_eval_sentences": 10}})
+    task = TextTask(config, tmp_path)
+    sample = task.train_sample()
+    assert len(sample) == 10 and len(task.data.train) > 10
+    assert sample == TextTask(config, tmp_path).train_sample()  # the same sentences every time
+    assert all(seq in task.data.train for seq in sample)
+    metrics = task.final_metrics()
+    assert metrics["train_eval_sequences"] == 10 and metrics["train_sequences"] == len(task.data.train)
+    short = [s for s in task.data.heldout if len(s) - 2 <= 20]
+    assert 0 < len(short) and 0.0 <= metrics["heldout_exact_match_le20"] <= 1.0

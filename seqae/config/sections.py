@@ -39,6 +39,9 @@ class DataConfig:
     """Use only the first N training sentences (quick runs)."""
     eval_sentences: int = 512
     """Held-out (and training) sequences used by periodic evaluation."""
+    train_eval_sentences: int | None = 2000
+    """Training sequences the final evaluation decodes: a fixed sample (seeded by train.seed) of this many, so it
+    stays short on large corpora; None decodes them all. metrics.json names the number (`train_eval_sequences`)."""
     strict: bool = False
     """Stop at the first bad item (unreadable audio, ...) instead of skipping and counting it."""
     targets: Literal["self", "label", "neighbours"] = "self"
@@ -60,6 +63,8 @@ class DataConfig:
         _check(self.max_tokens >= self.max_len, "data.max_tokens", f"must be >= data.max_len ({self.max_len})")
         _check(0.0 < self.heldout_fraction < 1.0, "data.heldout_fraction", "must be in (0, 1)")
         _check(self.eval_sentences > 0, "data.eval_sentences", "must be > 0")
+        _check(self.train_eval_sentences is None or self.train_eval_sentences > 0, "data.train_eval_sentences",
+               f"must be > 0 or null, got {self.train_eval_sentences}")
 
 
 @dataclass(frozen=True, kw_only=True)

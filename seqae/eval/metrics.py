@@ -14,13 +14,13 @@ def teacher_forced_accuracy(logits: Tensor, targets: Tensor, pad_id: int = 0) ->
     return int(((logits.argmax(-1) == targets) & real).sum()), int(real.sum())
 
 
-def reconstruction_counts(generated: Tensor, gen_lengths: Tensor, reference: Tensor,
-                          ref_lengths: Tensor) -> dict[str, int]:
-    """Position-aligned token matches over the reference (eos included) and whole-sequence exact matches.
+SHORT_PIECES = 20
+"""`exact_match_le20`: exact match over the sequences of at most this many pieces (bos and eos not counted)."""
 
-    generated: [B, L], reference: [B, T], both starting with bos; lengths count bos and eos.
-    """
-    B = reference.shape[0]
+
+def _aligned(generated: Tensor, gen_lengths: Tensor, reference: Tensor, ref_lengths: Tensor
+             ) -> tuple[Tensor, Tensor, Tensor]:
+    """(same [B, T-1]: matching real positions, in_ref [B, T-1]: real reference positions, exact [B])."""
     T = max(generated.shape[1], reference.shape[1])
     gen = torch.nn.functional.pad(generated, (0, T - generated.shape[1]), value=-1)[:, 1:]
     ref = torch.nn.functional.pad(reference, (0, T - reference.shape[1]), value=-1)[:, 1:]
@@ -28,8 +28,27 @@ def reconstruction_counts(generated: Tensor, gen_lengths: Tensor, reference: Ten
     in_ref = positions < (ref_lengths - 1)[:, None]  # (B, T-1)
     in_gen = positions < (gen_lengths - 1)[:, None]
     same = (gen == ref) & in_ref & in_gen
-    exact = (same.sum(1) == ref_lengths - 1) & (gen_lengths == ref_lengths)
-    return {"correct": int(same.sum()), "total": int(in_ref.sum()), "exact": int(exact.sum()), "sequences": B}
+    exact = (same.sum(1) == ref_lengths - 1) & (gen_lengths == ref_lengths)  # (B,)
+    return same, in_ref, exact
+
+
+def reconstruction_counts(generated: Tensor, gen_lengths: Tensor, reference: Tensor,
+                          ref_lengths: Tensor) -> dict[str, int]:
+    """Position-aligned token matches over the reference (eos included) and whole-sequence exact matches.
+
+    generated: [B, L], reference: [B, T], both starting with bos; lengths count bos and eos.
+    """
+    same, in_ref, exact = _aligned(generated, gen_lengths, reference, ref_lengths)
+    return {"correct": int(same.sum()), "total": int(in_ref.sum()), "exact": int(exact.sum()),
+            "sequences": reference.shape[0]}
+
+
+def short_exact_counts(generated: Tensor, gen_lengths: Tensor, reference: Tensor,
+                       ref_lengths: Tensor) -> dict[str, int]:
+    """Exact matches among the references of at most SHORT_PIECES pieces: {"short_exact", "short"}."""
+    _, _, exact = _aligned(generated, gen_lengths, reference, ref_lengths)
+    short = ref_lengths - 2 <= SHORT_PIECES  # (B,)
+    return {"short_exact": int((exact & short).sum()), "short": int(short.sum())}
 
 
 def bin_label(n: int, bins: Sequence[tuple[int, int]]) -> str:

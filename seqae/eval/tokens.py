@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import torch
 
 from seqae.data.batching import TokenBudgetBatcher
-from seqae.eval.metrics import reconstruction_counts, teacher_forced_accuracy
+from seqae.eval.metrics import reconstruction_counts, short_exact_counts, teacher_forced_accuracy
 from seqae.frontend.collate import collate_tokens
 from seqae.generate import beam_search, greedy_decode
 
@@ -31,17 +31,19 @@ def reconstruct_ids(model, tokens: torch.Tensor, lengths: torch.Tensor, *, max_l
 @torch.no_grad()
 def evaluate_tokens(model, sequences: Sequence[Sequence[int]], *, max_len: int, beam_size: int = 1,
                     max_tokens: int = 8192, sources: Sequence[Sequence[int]] | None = None) -> dict[str, Any]:
-    """Mean loss, teacher-forced token accuracy, and reconstruction token accuracy / exact match.
+    """Mean loss, teacher-forced token accuracy, and reconstruction token accuracy / exact match (also over the
+    sequences of at most 20 pieces: `exact_match_le20`, nan when there are none).
 
     Reconstruction decodes up to `max_len` tokens from z alone (greedy, or beam search when beam_size > 1).
     With `sources` (e.g. corrupted inputs), z comes from sources[i] and the reference is sequences[i].
     """
     if not sequences:
         return {"loss": float("nan"), "tf_token_accuracy": float("nan"), "token_accuracy": float("nan"),
-                "exact_match": float("nan"), "sequences": 0}
+                "exact_match": float("nan"), "sequences": 0, "exact_match_le20": float("nan")}
     was_training = model.training
     model.eval()
-    totals = {"loss_sum": 0.0, "tf_correct": 0, "tf_total": 0, "correct": 0, "total": 0, "exact": 0, "sequences": 0}
+    totals = {"loss_sum": 0.0, "tf_correct": 0, "tf_total": 0, "correct": 0, "total": 0, "exact": 0, "sequences": 0,
+              "short_exact": 0, "short": 0}
     batcher = TokenBudgetBatcher([len(s) for s in sequences], max_tokens=max_tokens, shuffle=False)
     for batch in batcher.batches(0):
         tokens, lengths = collate_tokens([sequences[i] for i in batch], model.pad_id)
@@ -54,10 +56,12 @@ def evaluate_tokens(model, sequences: Sequence[Sequence[int]], *, max_len: int, 
         totals["tf_correct"] += correct
         totals["tf_total"] += total
         generated, gen_lengths = reconstruct_ids(model, src, src_lengths, max_len=max_len, beam_size=beam_size)
-        for k, v in reconstruction_counts(generated, gen_lengths, tokens, lengths).items():
+        counts = reconstruction_counts(generated, gen_lengths, tokens, lengths)
+        for k, v in {**counts, **short_exact_counts(generated, gen_lengths, tokens, lengths)}.items():
             totals[k] += v
     model.train(was_training)
     return {"loss": totals["loss_sum"] / totals["tf_total"],
             "tf_token_accuracy": totals["tf_correct"] / totals["tf_total"],
             "token_accuracy": totals["correct"] / totals["total"],
-            "exact_match": totals["exact"] / totals["sequences"], "sequences": totals["sequences"]}
+            "exact_match": totals["exact"] / totals["sequences"], "sequences": totals["sequences"],
+            "exact_match_le20": totals["short_exact"] / totals["short"] if totals["short"] else float("nan")}

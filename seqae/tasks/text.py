@@ -197,13 +197,26 @@ class TextTask:
         return {split: evaluate_tokens(self.model, seqs[:limit], **kw)
                 for split, seqs in (("heldout", self.data.heldout), ("train", self.data.train))}
 
+    def train_sample(self) -> list[list[int]]:
+        """The training sequences the final evaluation decodes: all, or a fixed sample of data.train_eval_sentences
+        (drawn with train.seed, in corpus order)."""
+        n, train = self.config.data.train_eval_sentences, self.data.train
+        if n is None or n >= len(train):
+            return train
+        picked = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.config.train.seed))[:n]
+        return [train[i] for i in sorted(picked.tolist())]
+
     def final_metrics(self) -> dict[str, Any]:
-        result = self.evaluate()
-        heldout, train = result["heldout"], result["train"]
+        kw = {"max_len": self.config.data.max_len, "beam_size": self.config.train.beam_size}
+        heldout = evaluate_tokens(self.model, self.data.heldout, **kw)
+        sample = self.train_sample()
+        train = evaluate_tokens(self.model, sample, **kw)
         metrics = {"train_exact_match": train["exact_match"], "train_token_accuracy": train["token_accuracy"],
                    "heldout_exact_match": heldout["exact_match"], "heldout_token_accuracy": heldout["token_accuracy"],
+                   "heldout_exact_match_le20": heldout["exact_match_le20"],
                    "heldout_tf_token_accuracy": heldout["tf_token_accuracy"], "heldout_loss": heldout["loss"],
-                   "train_sequences": len(self.data.train), "heldout_sequences": len(self.data.heldout)}
+                   "train_sequences": len(self.data.train), "train_eval_sequences": len(sample),
+                   "heldout_sequences": len(self.data.heldout)}
         if self.stream is not None:
             metrics["train_sequences"] = f"the first {len(self.data.train)} of the stream"
         if self.noise is not None:
