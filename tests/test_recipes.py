@@ -100,3 +100,14 @@ def test_wordnet_debug_from_a_local_dict_folder(repo, tmp_path):
         assert 0.0 <= metrics[key] <= 1.0, key
     assert metrics["train_eval_sequences"] == 64 and metrics["heldout_sequences"] == 100
     assert "== done" in result.stdout
+
+
+@pytest.mark.slow
+def test_wordnet_debug_on_the_shipped_sentences(repo, tmp_path):
+    run_recipe("wordnet", "--out", str(tmp_path / "out"), "--shipped")
+    data = tmp_path / "out/data"
+    train, heldout = (data / "train.txt").read_text().splitlines(), (data / "heldout.txt").read_text().splitlines()
+    assert (len(train), len(heldout)) == (162878, 2000) and not set(train) & set(heldout)
+    assert heldout == (repo / "data/wordnet/heldout.txt").read_text().splitlines()
+    metrics = json.loads((tmp_path / "out/metrics.json").read_text())
+    assert metrics["train_sequences"] == 200 and metrics["heldout_sequences"] == 2000  # debug: the first 200
