@@ -47,6 +47,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
     run = load_run(args.run_dir)
     if run.task == "speech":
         return _reconstruct_audio(run, args)
+    if args.out or args.audio:
+        raise ConfigError("reconstruct: --out and --audio are for speech runs; a text run prints its reconstructions")
     sentences = _read_sentences(args)
     if not sentences:
         raise ConfigError("reconstruct: give sentences as arguments or --file")

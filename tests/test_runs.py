@@ -67,6 +67,11 @@ def test_cli_speech_encode_and_reconstruct(repo, tiny_speech_run, tmp_path, caps
     assert "rebuilt from z" in capsys.readouterr().out
 
 
+def test_speech_only_flags_on_a_text_run_are_refused(tiny_text_run, capsys):
+    assert main(["reconstruct", str(tiny_text_run), "Hello.", "--audio"]) == 2
+    assert "--out and --audio are for speech runs" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("verb", [["anomaly", "--data", "x.txt"], ["search", "--index", "x.txt", "--query", "hi"],
                                   ["compress", "--data", "x.txt", "--out", "z.npz"], ["interpolate", "a", "b"]])
 def test_text_only_verbs_say_so_for_a_speech_run(tiny_speech_run, capsys, verb):
