@@ -23,12 +23,11 @@ from seqae.checkpoint import CheckpointError, load_latest, state_mismatch
 from seqae.config import Config, ConfigError, load_config_dict
 from seqae.data.manifest import ManifestRow, SkipReport
 from seqae.data.speech import MANIFEST_SUFFIXES, load_speech_features, read_rows, read_splits
-from seqae.eval.tokens import reconstruct_ids
+from seqae.eval.tokens import generate_from_z
 from seqae.frontend.audio import AudioError
 from seqae.frontend.collate import collate_tokens
 from seqae.frontend.features import Cmvn, FeatureCache, FeatureExtractor
 from seqae.frontend.tokenizer import Tokenizer
-from seqae.generate import beam_search, greedy_decode
 from seqae.models.autoencoder import TokenAutoencoder
 from seqae.models.builder import build_model
 from seqae.models.frames import FrameAutoencoder
@@ -85,26 +84,16 @@ class TextRun:
     @torch.no_grad()
     def reconstruct(self, sentences: Sequence[str], *, beam_size: int = 1, batch_size: int = 256) -> list[str]:
         """Encode each sentence to z and decode it back to text."""
-        results = []
-        for i in range(0, len(sentences), batch_size):
-            tokens, lengths = self.batch(sentences[i: i + batch_size])
-            generated, gen_lengths = reconstruct_ids(self.model, tokens, lengths,
-                                                     max_len=self.config.data.max_len, beam_size=beam_size)
-            results += [self.tokenizer.decode(g[:n].tolist()) for g, n in zip(generated, gen_lengths)]
-        return results
+        return self.decode(self.encode(sentences, batch_size=batch_size), beam_size=beam_size)
 
     @torch.no_grad()
     def generate_ids(self, z: torch.Tensor, *, beam_size: int = 1, batch_size: int = 256) -> list[list[int]]:
         """z [N, Z] -> N token sequences `[bos, ..., eos]`, greedy (or beam search), at most data.max_len tokens."""
         self.model.eval()
-        m, out = self.model, []
-        kw = dict(max_len=self.config.data.max_len, bos_id=m.bos_id, eos_id=m.eos_id, pad_id=m.pad_id)
+        out = []
         for i in range(0, z.shape[0], batch_size):
-            chunk = z[i: i + batch_size].float()
-            if beam_size > 1:
-                ids, lengths = beam_search(m, chunk, beam_size=beam_size, **kw)
-            else:
-                ids, lengths = greedy_decode(m, chunk, **kw)
+            ids, lengths = generate_from_z(self.model, z[i: i + batch_size].float(), max_len=self.config.data.max_len,
+                                           beam_size=beam_size)
             out += [row[:n].tolist() for row, n in zip(ids, lengths)]
         return out
 

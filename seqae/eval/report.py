@@ -158,8 +158,9 @@ def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, out: st
     from seqae.eval.plots import plot_learning_curves
 
     run_dir = find_run_dir(run_dir)
-    own_cache = read_run_config(run_dir).features.cache_dir or run_dir / "features"
-    if read_run_config(run_dir).task == "speech":
+    config = read_run_config(run_dir)
+    if config.task == "speech":
+        own_cache = config.features.cache_dir or run_dir / "features"
         cache = own_cache if data is None else (Path(out) / "features" if out is not None else None)
         result, z, labels, lengths = _speech_results(run_dir, data, limit, seed, max_len, cache)
     else:

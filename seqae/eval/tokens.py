@@ -19,13 +19,18 @@ def reconstruct_ids(model, tokens: torch.Tensor, lengths: torch.Tensor, *, max_l
     was_training = model.training
     model.eval()
     z, _, _ = model.encode(tokens, lengths)
-    ids = dict(bos_id=model.bos_id, eos_id=model.eos_id, pad_id=model.pad_id)
-    if beam_size > 1:
-        out = beam_search(model, z, beam_size=beam_size, max_len=max_len, **ids)
-    else:
-        out = greedy_decode(model, z, max_len=max_len, **ids)
+    out = generate_from_z(model, z, max_len=max_len, beam_size=beam_size)
     model.train(was_training)
     return out
+
+
+@torch.no_grad()
+def generate_from_z(model, z: torch.Tensor, *, max_len: int, beam_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """z [B, Z] -> generated tokens [B, L] and lengths [B]: greedy, or beam search when beam_size > 1."""
+    ids = dict(bos_id=model.bos_id, eos_id=model.eos_id, pad_id=model.pad_id)
+    if beam_size > 1:
+        return beam_search(model, z, beam_size=beam_size, max_len=max_len, **ids)
+    return greedy_decode(model, z, max_len=max_len, **ids)
 
 
 @torch.no_grad()
