@@ -161,7 +161,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     from seqae.export import ExportError, export_run
 
     try:
-        out = export_run(args.run_dir, args.out_dir, onnx=args.onnx, overwrite=args.force)
+        out = export_run(args.run_dir, args.out_dir, onnx=args.onnx, overwrite=args.force, decoder=args.decoder)
     except ExportError as err:
         raise ConfigError(str(err)) from None
     files = ", ".join(sorted(p.name for p in out.iterdir()))
@@ -176,6 +176,27 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     print(json.dumps(metrics, indent=2))
     print(f"run directory: {run_dir}")
     return _exit_status(metrics)
+
+
+def cmd_translate(args: argparse.Namespace) -> None:
+    from seqae.finetune.inference import load_translation
+
+    sentences = list(args.sentences)
+    if args.file:
+        path = Path(args.file)
+        if not path.is_file():
+            raise ConfigError(f"--file {path}: not found")
+        try:
+            sentences += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"--file {path}: not UTF-8 ({err})") from None
+    if not sentences:
+        raise ConfigError("translate: give sentences, or --file FILE with one sentence a line")
+    if args.beam is not None and args.beam < 1:
+        raise ConfigError(f"--beam: must be >= 1, got {args.beam}")
+    run = load_translation(args.run_dir)
+    for translation in run.translate(sentences, beam_size=args.beam):
+        print(translation)
 
 
 def _text_run(args: argparse.Namespace):
@@ -358,7 +379,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir")
     p.add_argument("--onnx", action="store_true", help="also write encoder.onnx, checked against PyTorch")
     p.add_argument("--force", action="store_true", help="replace an earlier export in out_dir")
+    p.add_argument("--decoder", action="store_true",
+                   help="also write the decoder (text runs with a Transformer decoder): it can initialise the "
+                        "decoder of `seqae finetune translate` (decoder_export: DIR)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("translate", help="translate sentences with a fine-tuned translation run")
+    p.add_argument("run_dir", help="a `seqae finetune translate` run directory")
+    p.add_argument("sentences", nargs="*", help="source sentences (one translation a line is printed, in order)")
+    p.add_argument("--file", help="a UTF-8 file of source sentences, one a line (translated after any given)")
+    p.add_argument("--beam", type=int, help="beam size (default: the run's train.beam_size; 1: greedy)")
+    p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("finetune", help="fine-tune an exported encoder (or the same architecture from scratch)")
     p.add_argument("task", choices=("asr", "translate"), help="asr: CTC over characters; translate: seq2seq")

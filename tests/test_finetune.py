@@ -220,7 +220,7 @@ def test_cached_step_decoding_equals_teacher_forcing():
     tgt = torch.tensor([[2, 5, 6, 7, 8], [2, 9, 9, 4, 10]])
     full = model(src, src_lengths, tgt).log_softmax(-1)  # (B, T, V)
     memory, mask = model.encode(src, src_lengths)
-    stepper = _Stepper(model, memory, mask)
+    stepper = _Stepper(model.target, memory, mask)
     state = stepper.start(torch.arange(2))
     for t in range(tgt.shape[1]):
         log_probs, state = stepper.step(tgt[:, t], state)
@@ -244,10 +244,13 @@ def test_translation_of_a_batch_equals_each_sentence_alone_and_beam_one_is_greed
 
 
 def test_tied_output_layer_and_a_bridge_when_widths_differ():
-    model = build_translator(make_encoder("text"), DecoderConfig(embed_dim=32, dim=32, num_heads=2), 40)
-    assert model.out.weight is model.embedding.weight
+    model = build_translator(make_encoder("text"), DecoderConfig(embed_dim=24, dim=32, num_heads=2), 40)
+    target = model.target
+    assert "out_proj.weight" in dict(target.named_parameters()) and target.out_proj.weight.shape == (24, 32)
+    h = torch.randn(3, 32)  # tied: logits are the projected state against the embedding matrix, plus a bias
+    torch.testing.assert_close(target.logits(h), target.out_proj(h) @ target.embedding.weight.T + target.out_bias)
     assert isinstance(model.bridge, torch.nn.Linear) and model.bridge.in_features == 16  # bidirectional GRU of 8
-    assert isinstance(model.decoder, TransformerDecoder)
+    assert isinstance(target.decoder, TransformerDecoder)
 
 
 def test_read_pairs_counts_malformed_lines_and_strict_names_them(tmp_path):
@@ -256,7 +259,7 @@ def test_read_pairs_counts_malformed_lines_and_strict_names_them(tmp_path):
     pairs, stats = read_pairs(str(path), "data.train")
     assert pairs == [("Hallo Welt.", "Hello world."), ("Ja.", "Yes.")]
     assert stats["malformed"] == 2 and stats["blank"] == 1 and stats["malformed_lines"] == [f"{path}:3", f"{path}:4"]
-    with pytest.raises(ConfigError, match=r"data.train: .*pairs.tsv:3: expected 'source<TAB>target'"):
+    with pytest.raises(ConfigError, match=r"data.train: .*pairs.tsv:3: 1 column; expected 'source<TAB>target'"):
         read_pairs(str(path), "data.train", strict=True)
     with pytest.raises(ConfigError, match="pairs file not found"):
         read_pairs(str(tmp_path / "missing.tsv"), "data.test")

@@ -78,6 +78,7 @@ def test_no_import_circles():
     ("seqae.noise", ("seqae.noise", "seqae.config")),
     ("seqae.frontend", ("seqae.frontend", "seqae.config")),
     ("seqae.export.encoder", ("seqae.export", "seqae.models", "seqae.frontend", "seqae.config", "seqae.checkpoint")),
+    ("seqae.export.decoder", ("seqae.export", "seqae.models", "seqae.frontend", "seqae.config", "seqae.checkpoint")),
     ("seqae.export.onnx", ("seqae.export", "seqae.models", "seqae.frontend", "seqae.config", "seqae.checkpoint")),
     ("seqae.export.card", ("seqae.export", "seqae.models", "seqae.frontend", "seqae.config", "seqae.checkpoint")),
     ("seqae.data", ("seqae.data", "seqae.frontend", "seqae.config")),

@@ -201,7 +201,7 @@ def build_modules(config: dict[str, Any]) -> tuple[EncoderStack, nn.Module]:
     return build_encoder_stack(model, regularize, feature_dim=frontend["feature_dim"])
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing (not a complete seqae encoder export)")
     try:
@@ -211,6 +211,17 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ExportError(f"{path}: expected a JSON object")
     return data
+
+
+def check_format(config: dict[str, Any], path: Path) -> None:
+    """ExportError naming `path` unless `config` is this seqae's export format and version, of a known kind."""
+    if config.get("format") != FORMAT or config.get("format_version") != FORMAT_VERSION:
+        older = " (an older seqae's export: export the run again with `seqae export`)" if (
+            config.get("format") == FORMAT and config.get("format_version") == 1) else ""
+        raise ExportError(f"{path}: format {config.get('format')!r} version {config.get('format_version')!r}; "
+                          f"this seqae reads {FORMAT!r} version {FORMAT_VERSION}{older}")
+    if config.get("kind") not in ("text", "speech"):
+        raise ExportError(f"{path}: kind {config.get('kind')!r}; expected 'text' or 'speech'")
 
 
 def load_encoder(path: str | Path, *, weights: bool = True) -> PretrainedEncoder:
@@ -224,15 +235,8 @@ def load_encoder(path: str | Path, *, weights: bool = True) -> PretrainedEncoder
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such export directory")
-    config = _read_json(root / CONFIG_FILE)
-    if config.get("format") != FORMAT or config.get("format_version") != FORMAT_VERSION:
-        older = " (an older seqae's export: export the run again with `seqae export`)" if (
-            config.get("format") == FORMAT and config.get("format_version") == 1) else ""
-        raise ExportError(f"{root / CONFIG_FILE}: format {config.get('format')!r} version "
-                          f"{config.get('format_version')!r}; this seqae reads {FORMAT!r} version {FORMAT_VERSION}"
-                          f"{older}")
-    if config.get("kind") not in ("text", "speech"):
-        raise ExportError(f"{root / CONFIG_FILE}: kind {config.get('kind')!r}; expected 'text' or 'speech'")
+    config = read_json(root / CONFIG_FILE)
+    check_format(config, root / CONFIG_FILE)
     try:
         stack, bottleneck = build_modules(config)
     except (KeyError, TypeError, ValueError) as err:  # ConfigError is a ValueError
@@ -248,7 +252,7 @@ def load_encoder(path: str | Path, *, weights: bool = True) -> PretrainedEncoder
             raise ExportError(f"{root / TOKENIZER_FILE}: {tokenizer.vocab_size} pieces, but {root / CONFIG_FILE} "
                               f"says {config['frontend']['vocab_size']}")
     else:
-        features = _read_json(root / FEATURES_FILE)
+        features = read_json(root / FEATURES_FILE)
         try:
             extractor = FeatureExtractor.from_settings(features["features"])
             cmvn = Cmvn.from_dict(features["cmvn"]) if features.get("cmvn") is not None else None

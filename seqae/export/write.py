@@ -16,6 +16,7 @@ from safetensors.torch import save
 
 from seqae.config import to_dict
 from seqae.export.card import model_card
+from seqae.export.decoder import DECODER_FILE, decoder_section, decoder_state
 from seqae.export.encoder import (
     CARD_FILE,
     CONFIG_FILE,
@@ -27,8 +28,8 @@ from seqae.export.encoder import (
     WEIGHTS_FILE,
     ExportError,
     PretrainedEncoder,
-    _read_json,
     build_modules,
+    read_json,
 )
 from seqae.frontend.tokenizer import BOS_ID, EOS_ID, MASK_ID, PAD_ID, UNK_ID
 from seqae.models.bottleneck import VariationalBottleneck
@@ -93,7 +94,7 @@ def _target_ready(out_dir: Path, overwrite: bool) -> None:
     if not list(out_dir.iterdir()):
         return
     try:
-        is_export = _read_json(out_dir / CONFIG_FILE).get("format") == FORMAT
+        is_export = read_json(out_dir / CONFIG_FILE).get("format") == FORMAT
     except (OSError, ExportError):
         is_export = False
     if not overwrite or not is_export:
@@ -101,16 +102,24 @@ def _target_ready(out_dir: Path, overwrite: bool) -> None:
         raise ExportError(f"{out_dir}: exists and is not empty ({why})")
 
 
-def export_run(run_dir: str | Path, out_dir: str | Path, *, onnx: bool = False, overwrite: bool = False) -> Path:
+def export_run(run_dir: str | Path, out_dir: str | Path, *, onnx: bool = False, overwrite: bool = False,
+               decoder: bool = False) -> Path:
     """Export the encoder side of a run (newest checkpoint) to `out_dir`; returns `out_dir`.
 
     The directory is written under a temporary name and renamed when complete. With `onnx`, `encoder.onnx` is
-    added and checked against PyTorch (see `seqae.export.onnx`).
+    added and checked against PyTorch (see `seqae.export.onnx`). With `decoder` (text runs with a Transformer
+    decoder), `decoder.safetensors` and config.json's `decoder` section are added (see `seqae.export.decoder`).
     """
     out_dir = Path(out_dir).resolve()
     _target_ready(out_dir, overwrite)
     run = load_run(run_dir)
+    if decoder and (run.task != "text" or run.config.model.decoder != "transformer"):
+        what = "a speech run" if run.task != "text" else f"the run's decoder is {run.config.model.decoder}"
+        raise ExportError(f"{run.run_dir}: --decoder needs a text run with a Transformer decoder "
+                          f"(model.decoder: transformer), which can attend to another encoder's states; {what}")
     encoder = encoder_of(run)
+    if decoder:
+        encoder.config["decoder"] = decoder_section(run.config.model, run.tokenizer.vocab_size, run.step)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -119,6 +128,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, onnx: bool = False, 
         (tmp / CONFIG_FILE).write_text(json.dumps(encoder.config, indent=2) + "\n")
         weights = {k: v.contiguous() for k, v in encoder.state_dict().items()}
         (tmp / WEIGHTS_FILE).write_bytes(save(weights, metadata={"format": FORMAT, "version": str(FORMAT_VERSION)}))
+        if decoder:
+            (tmp / DECODER_FILE).write_bytes(save(decoder_state(run.model), metadata={"format": FORMAT}))
         if run.task == "text":
             (tmp / TOKENIZER_FILE).write_bytes(run.tokenizer.serialized())
         else:

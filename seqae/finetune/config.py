@@ -23,7 +23,8 @@ __all__ = ["DecoderConfig", "FinetuneConfig", "FinetuneDataConfig", "TargetToken
 class FinetuneDataConfig:
     train: str = ""
     """Labelled training data: an ASR manifest (.jsonl/.csv with path, text, speaker) or a pairs file
-    (translate: UTF-8, one `source<TAB>target` pair a line)."""
+    (translate: UTF-8, plain or .gz, one `source<TAB>target` pair a line; other tab-separated layouts with
+    source_column and target_column)."""
     heldout: str | None = None
     """Development data in the same form (periodic evaluation); None: none."""
     test: str | None = None
@@ -43,6 +44,10 @@ class FinetuneDataConfig:
     """Upper bound on examples per batch."""
     eval_sentences: int = 256
     """Examples decoded by each periodic evaluation (final evaluation: all)."""
+    source_column: int = 0
+    """Translate: 0-based tab-separated field of the source in pairs files (e.g. 1 for `id<TAB>en<TAB>es`)."""
+    target_column: int = 1
+    """Translate: 0-based tab-separated field of the target in pairs files (e.g. 2 for `id<TAB>en<TAB>es`)."""
     strict: bool = False
     """Stop at the first bad item (unreadable audio, malformed pair line) instead of skipping and counting it."""
     feature_cache: str | None = None
@@ -55,6 +60,10 @@ class FinetuneDataConfig:
         _check(self.max_tokens >= 1, "data.max_tokens", f"must be >= 1, got {self.max_tokens}")
         _check(self.max_sentences is None or self.max_sentences >= 1, "data.max_sentences", "must be >= 1 or null")
         _check(self.eval_sentences > 0, "data.eval_sentences", "must be > 0")
+        for name in ("source_column", "target_column"):
+            _check(getattr(self, name) >= 0, f"data.{name}", f"must be >= 0 (0-based), got {getattr(self, name)}")
+        _check(self.source_column != self.target_column, "data.target_column",
+               f"must differ from data.source_column (both {self.target_column})")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,7 +83,7 @@ class DecoderConfig:
     max_positions: int = 256
     """Longest target the position table covers."""
     tie_embeddings: bool = True
-    """Tie the output layer to the target embedding (needs embed_dim == dim)."""
+    """Tie the output layer to the target embedding (the decoder's states are projected to embed_dim first)."""
 
     def __post_init__(self) -> None:
         for name in ("embed_dim", "dim", "layers", "num_heads", "ff_dim", "max_positions"):
@@ -82,8 +91,6 @@ class DecoderConfig:
         _check(self.dim % self.num_heads == 0, "decoder.dim", f"must be divisible by decoder.num_heads "
                f"({self.num_heads})")
         _check(0.0 <= self.dropout < 1.0, "decoder.dropout", f"must be in [0, 1), got {self.dropout}")
-        _check(not self.tie_embeddings or self.embed_dim == self.dim, "decoder.tie_embeddings",
-               f"needs decoder.embed_dim == decoder.dim (got {self.embed_dim} and {self.dim}); or set it false")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,6 +117,14 @@ class FinetuneConfig:
     architecture: str | None = None
     """Export directory whose config.json, tokenizer / feature settings and CMVN define the encoder (default:
     `encoder`); required when `encoder` is null, so scratch and pretrained runs differ only in initial weights."""
+    decoder_export: str | None = None
+    """Translate: an export written with `seqae export RUN DIR --decoder` (a text autoencoder of the target
+    language with a Transformer decoder) whose decoder weights (embeddings, layers, output layer) initialise the
+    translation decoder; its tokenizer becomes the target tokenizer. Null: the decoder starts from random weights."""
+    decoder_architecture: str | None = None
+    """Translate: an export written with `--decoder` whose decoder shapes and tokenizer define the target side
+    (default: `decoder_export`), so a random-init run can match a pretrained one. With both null the `decoder` and
+    `target_tokenizer` sections do (a tokenizer trained on the labelled targets)."""
     freeze_encoder: bool = False
     """Keep the encoder's weights fixed (and its dropout off); only the head learns."""
     encoder_lr: float | None = None
@@ -121,9 +136,9 @@ class FinetuneConfig:
     data: FinetuneDataConfig = field(default_factory=FinetuneDataConfig)
     """Labelled data and batching."""
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
-    """Translate: the Transformer decoder."""
+    """Translate: the Transformer decoder (unused with decoder_export / decoder_architecture)."""
     target_tokenizer: TargetTokenizerConfig = field(default_factory=TargetTokenizerConfig)
-    """Translate: the target-side SentencePiece tokenizer."""
+    """Translate: the target-side SentencePiece tokenizer (unused with decoder_export / decoder_architecture)."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Optimisation and logging (train.seed also picks the label subset and the heads' initial weights)."""
 
@@ -133,11 +148,18 @@ class FinetuneConfig:
         _check(0.0 < self.label_fraction <= 1.0, "label_fraction", f"must be in (0, 1], got {self.label_fraction}")
         _check(self.encoder_lr is None or self.encoder_lr > 0, "encoder_lr", f"must be > 0, got {self.encoder_lr}")
         _check(not (self.layer_weights and self.task != "asr"), "layer_weights", "only for task: asr")
+        for key in ("decoder_export", "decoder_architecture"):
+            _check(getattr(self, key) is None or self.task == "translate", key, "only for task: translate")
 
     @property
     def encoder_spec(self) -> str:
         """The export directory that defines the architecture and front end."""
         return self.architecture if self.architecture is not None else self.encoder
+
+    @property
+    def decoder_spec(self) -> str | None:
+        """The export directory that defines the target side (decoder shapes, tokenizer), if any."""
+        return self.decoder_architecture if self.decoder_architecture is not None else self.decoder_export
 
     @property
     def pretrained(self) -> bool:

@@ -39,7 +39,9 @@ def finetune(config: FinetuneConfig, run_dir: str | Path, *, stop_after: int | N
     task = build_finetune_task(config, run_dir)
     optimizer = make_finetune_optimizer(task.model, config.train, config.encoder_lr)
     print(f"fine-tune {config.task}: {'pretrained' if config.pretrained else 'scratch'} encoder "
-          f"({config.encoder_spec}){', frozen' if config.freeze_encoder else ''}")
+          f"({config.encoder_spec}){', frozen' if config.freeze_encoder else ''}"
+          + (f"; {'pretrained' if config.decoder_export else 'scratch'} decoder ({config.decoder_spec})"
+             if config.decoder_spec else ""))
     return Trainer(config, run_dir, task, optimizer=optimizer).run(stop_after=stop_after)
 
 

@@ -3,11 +3,13 @@
 Dimension letters: B batch, S source tokens, T target tokens, D encoder width, H decoder width, E target
 embedding width, V target vocabulary.
 
-Data: `data.train` / `data.heldout` / `data.test` are UTF-8 pairs files, one `source<TAB>target` a line. The
-source side is tokenised with the export's SentencePiece model; the target side with a SentencePiece model
-trained on the labelled training targets (<run_dir>/target_tokenizer.model, reused on resume). Blank lines,
-malformed lines (no tab, an empty side) and overlong sources are skipped and counted (`data.strict`: a malformed
-line stops the run, naming file and line).
+Data: `data.train` / `data.heldout` / `data.test` are UTF-8 pairs files (plain or .gz), one `source<TAB>target`
+a line, or with `data.source_column` / `data.target_column` two chosen fields of wider rows (read by
+`seqae.data.bitext`). The source side is tokenised with the export's SentencePiece model; the target side with
+a SentencePiece model trained on the labelled training targets (<run_dir>/target_tokenizer.model, reused on
+resume). Blank lines, malformed lines (too few fields, more than two under the default columns, an empty side)
+and overlong sources are skipped and counted by reason (`data.strict`: a malformed line stops the run, naming
+file, line and reason).
 """
 
 from __future__ import annotations
@@ -22,59 +24,27 @@ from torch import Tensor, nn
 
 from seqae.config import ConfigError
 from seqae.data.batching import TokenBudgetBatcher
-from seqae.export.encoder import PretrainedEncoder
+from seqae.data.bitext import no_pairs_reason, read_pairs
+from seqae.export.decoder import load_decoder
+from seqae.export.encoder import ExportError, PretrainedEncoder
 from seqae.finetune.common import freeze, init_encoder, labelled_subset
 from seqae.finetune.config import DecoderConfig, FinetuneConfig
 from seqae.frontend.collate import collate_tokens
 from seqae.frontend.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_tokenizer
 from seqae.generate import beam_search, greedy_decode
-from seqae.models.decoders import State, TransformerDecoder
+from seqae.models.decoders import State, TokenDecoder, TransformerDecoder
 from seqae.models.fast.linear import Linear
 from seqae.models.layers import lengths_to_mask
 
 
-def read_pairs(path: str, key: str, *, strict: bool = False) -> tuple[list[tuple[str, str]], dict[str, Any]]:
-    """(source, target) pairs of a `source<TAB>target` file, and counts of the lines skipped (with the first
-    few named `file:line`); a missing file, or with `strict` a malformed line, raises ConfigError naming it."""
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"{key}: {path}: pairs file not found")
-    pairs, blank, bad = [], 0, []
-    try:
-        lines = file.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{key}: {path}: not UTF-8 ({err})") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            blank += 1
-            continue
-        parts = line.split("\t")
-        if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
-            if strict:
-                raise ConfigError(f"{key}: {path}:{number}: expected 'source<TAB>target', got {line[:80]!r}")
-            bad.append(f"{path}:{number}")
-            continue
-        pairs.append((parts[0].strip(), parts[1].strip()))
-    return pairs, {"lines": len(lines), "pairs": len(pairs), "blank": blank, "malformed": len(bad),
-                   "malformed_lines": bad[:20]}
-
-
 class Translator(nn.Module):
-    """Encoder states -> (Linear to the decoder width) -> memory of a Transformer decoder over target tokens."""
+    """Encoder states -> (Linear to the decoder width) -> memory of a `TokenDecoder` over target tokens."""
 
-    def __init__(self, *, encoder: PretrainedEncoder, decoder: TransformerDecoder, vocab_size: int, embed_dim: int,
-                 tie_embeddings: bool = True, freeze_encoder: bool = False) -> None:
+    def __init__(self, *, encoder: PretrainedEncoder, target: TokenDecoder, freeze_encoder: bool = False) -> None:
         super().__init__()
-        self.encoder, self.decoder, self.frozen = encoder, decoder, freeze_encoder
-        dim = decoder.output_dim
+        self.encoder, self.target, self.frozen = encoder, target, freeze_encoder
+        dim = target.output_dim
         self.bridge = Linear(encoder.output_dim, dim) if encoder.output_dim != dim else nn.Identity()
-        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
-        nn.init.normal_(self.embedding.weight, std=embed_dim ** -0.5)  # tied logits start near uniform
-        with torch.no_grad():
-            self.embedding.weight[PAD_ID].zero_()
-        self.out = Linear(dim, vocab_size)
-        if tie_embeddings:
-            self.out.weight = self.embedding.weight
         if freeze_encoder:
             freeze(encoder)
 
@@ -93,15 +63,14 @@ class Translator(nn.Module):
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
         """Teacher forcing: tgt_in [B, T] (bos first) -> logits [B, T, V] for the next tokens."""
         memory, mask = self.encode(src, src_lengths)
-        h = self.decoder(self.embedding(tgt_in), memory=memory, memory_mask=mask)  # (B, T, H)
-        return self.out(h)
+        return self.target(tgt_in, memory, mask)
 
     @torch.no_grad()
     def translate(self, src: Tensor, src_lengths: Tensor, *, max_len: int, beam_size: int = 1
                   ) -> tuple[Tensor, Tensor]:
         """src: [B, S] -> target ids [B, L] (bos first, pad after eos) and lengths [B] (bos, eos counted)."""
         memory, mask = self.encode(src, src_lengths)
-        stepper = _Stepper(self, memory, mask)
+        stepper = _Stepper(self.target, memory, mask)
         rows = torch.arange(src.shape[0], device=src.device)  # (B,) what seqae.generate calls z
         ids = dict(bos_id=BOS_ID, eos_id=EOS_ID, pad_id=PAD_ID)
         if beam_size > 1:
@@ -113,29 +82,77 @@ class _Stepper:
     """The `start/step/reorder` model of `seqae.generate` for one encoded batch: `z` is each hypothesis's
     source row [B'] (beam search repeats rows), so memory and mask follow the hypotheses."""
 
-    def __init__(self, model: Translator, memory: Tensor, mask: Tensor) -> None:
-        self.model, self.memory, self.mask = model, memory, mask
+    def __init__(self, target: TokenDecoder, memory: Tensor, mask: Tensor) -> None:
+        self.target, self.memory, self.mask = target, memory, mask
 
     def start(self, rows: Tensor) -> State:
-        return self.model.decoder.start(memory=self.memory.index_select(0, rows),
-                                        memory_mask=self.mask.index_select(0, rows))
+        return self.target.start(self.memory.index_select(0, rows), self.mask.index_select(0, rows))
 
     def step(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
         """prev: [B'] token ids -> log_probs [B', V]."""
-        h, state = self.model.decoder.step(self.model.embedding(prev), state)
-        return F.log_softmax(self.model.out(h).float(), dim=-1), state
+        return self.target.step(prev, state)
 
-    reorder = staticmethod(TransformerDecoder.reorder)
+    reorder = staticmethod(TokenDecoder.reorder)
+
+
+def build_target_decoder(cfg: DecoderConfig, vocab_size: int) -> TokenDecoder:
+    """A target-side decoder (random weights) described by the fine-tuning config's `decoder` section."""
+    decoder = TransformerDecoder(input_dim=cfg.embed_dim, dim=cfg.dim, num_layers=cfg.layers,
+                                 num_heads=cfg.num_heads, ff_dim=cfg.ff_dim, dropout=cfg.dropout,
+                                 max_positions=cfg.max_positions)
+    return TokenDecoder(vocab_size=vocab_size, embed_dim=cfg.embed_dim, decoder=decoder,
+                        tie_embeddings=cfg.tie_embeddings, pad_id=PAD_ID)
 
 
 def build_translator(encoder: PretrainedEncoder, cfg: DecoderConfig, vocab_size: int, *,
                      freeze_encoder: bool = False) -> Translator:
     """The translation model around `encoder` with a decoder described by `cfg`."""
-    decoder = TransformerDecoder(input_dim=cfg.embed_dim, dim=cfg.dim, num_layers=cfg.layers,
-                                 num_heads=cfg.num_heads, ff_dim=cfg.ff_dim, dropout=cfg.dropout,
-                                 max_positions=cfg.max_positions)
-    return Translator(encoder=encoder, decoder=decoder, vocab_size=vocab_size, embed_dim=cfg.embed_dim,
-                      tie_embeddings=cfg.tie_embeddings, freeze_encoder=freeze_encoder)
+    return Translator(encoder=encoder, target=build_target_decoder(cfg, vocab_size), freeze_encoder=freeze_encoder)
+
+
+def init_target(config: FinetuneConfig) -> tuple[TokenDecoder, Tokenizer] | None:
+    """The target side of `config.decoder_spec` (an export written with `--decoder`): its decoder built with
+    random weights after seeding with train.seed + 1, given the export's weights when `decoder_export` is set; and
+    its tokenizer. None without a decoder export (the `decoder` section describes the decoder)."""
+    if config.decoder_spec is None:
+        return None
+    key = "decoder_architecture" if config.decoder_architecture is not None else "decoder_export"
+    try:
+        torch.manual_seed(config.train.seed + 1)
+        target, tokenizer = load_decoder(config.decoder_spec, weights=False)
+        if config.decoder_export is not None:
+            pretrained, pretrained_tokenizer = load_decoder(config.decoder_export)
+            if pretrained_tokenizer.serialized() != tokenizer.serialized():
+                raise ExportError(f"{config.decoder_export} and {config.decoder_architecture} have different "
+                                  "tokenizers")
+            target.load_state_dict(pretrained.state_dict(), strict=True)
+    except (FileNotFoundError, ExportError) as err:
+        raise ConfigError(f"{key}: {err}") from None
+    except RuntimeError as err:  # load_state_dict: the two exports' decoders differ in shape
+        raise ConfigError(f"decoder_export: {config.decoder_export} and decoder_architecture: "
+                          f"{config.decoder_architecture} describe different decoders ({err})") from None
+    return target.train(), tokenizer
+
+
+@torch.no_grad()
+def translate_ids(model: Translator, src: list[list[int]], target_tokenizer: Tokenizer, *, max_tokens: int,
+                  max_len: int, beam_size: int = 1) -> list[str]:
+    """Source id sequences (bos ... eos) -> detokenised translations, in order, in batches of `max_tokens`
+    source tokens; each translation at most `max_len` target tokens (bos and eos counted)."""
+    was_training = model.training
+    model.eval()
+    out: list[str] = [""] * len(src)
+    for idx in TokenBudgetBatcher([len(s) for s in src], max_tokens=max_tokens, shuffle=False).batches(0):
+        tokens, lengths = model.translate(*collate_tokens([src[i] for i in idx], PAD_ID), max_len=max_len,
+                                          beam_size=beam_size)
+        for i, row, n in zip(idx, tokens.tolist(), lengths.tolist()):
+            out[i] = target_tokenizer.decode([t for t in row[1:n] if t not in (EOS_ID, PAD_ID)])
+    model.train(was_training)
+    return out
+
+
+EXAMPLES = 5
+"""Translations kept in each evaluation's metrics (the first pairs of the split)."""
 
 
 @dataclass
@@ -143,6 +160,8 @@ class PairData:
     src: list[list[int]]
     tgt: list[list[int]]
     refs: list[str]
+    sources: list[str]
+    """The raw source sentences (shown beside their translations)."""
     """The raw target sentences (BLEU references)."""
 
 
@@ -165,15 +184,22 @@ class TranslateTask:
         self.config, self.run_dir = config, Path(run_dir)
         d = config.data
         sources = {"train": d.train, "heldout": d.heldout, "test": d.test}
-        raw = {split: read_pairs(path, f"data.{split}", strict=d.strict) for split, path in sources.items() if path}
+        raw = {split: read_pairs(path, f"data.{split}", strict=d.strict, source_column=d.source_column,
+                                 target_column=d.target_column) for split, path in sources.items() if path}
         train_pairs, train_stats = raw["train"]
         if not train_pairs:
-            raise ConfigError(f"data.train: no usable pair in {d.train}")
+            raise ConfigError(f"data.train: no usable pair in {d.train}: {no_pairs_reason(train_stats)}")
         train_pairs = [train_pairs[i] for i in labelled_subset(len(train_pairs), config.label_fraction,
                                                                config.train.seed)]
         train_stats.update(label_fraction=config.label_fraction, labelled=len(train_pairs))
-        self.target_tokenizer = self._target_tokenizer([t for _, t in train_pairs])
         encoder = init_encoder(config, kind="text")
+        pretrained_target = init_target(config)
+        self.target_tokenizer = self._target_tokenizer([t for _, t in train_pairs], pretrained_target)
+        if pretrained_target is None:  # built after the encoder from the same seeded RNG
+            target = build_target_decoder(config.decoder, self.target_tokenizer.vocab_size)
+        else:
+            target = pretrained_target[0]
+        self.model = Translator(encoder=encoder, target=target, freeze_encoder=config.freeze_encoder)
         self.source_tokenizer = encoder.tokenizer
         self.max_len = self._source_max_len(encoder)
         stats: dict[str, Any] = {"train": train_stats, "target_vocab": self.target_tokenizer.vocab_size}
@@ -186,13 +212,17 @@ class TranslateTask:
         if not train.src:
             raise ConfigError(f"data.train: every labelled pair is over data.max_len ({self.max_len} source tokens)")
         self.data = TranslateData(train=train, eval=evals, stats=stats)
-        self.model = build_translator(encoder, config.decoder, self.target_tokenizer.vocab_size,
-                                      freeze_encoder=config.freeze_encoder)
 
-    def _target_tokenizer(self, targets: list[str]) -> Tokenizer:
+    def _target_tokenizer(self, targets: list[str], pretrained: tuple[TokenDecoder, Tokenizer] | None) -> Tokenizer:
+        """The run's <run_dir>/target_tokenizer.model: reused on resume, else the decoder export's (copied there so
+        the run is self-contained) or trained on the labelled targets."""
         path = self.run_dir / "target_tokenizer.model"
         if path.is_file():
             return Tokenizer.load(path)
+        if pretrained is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(pretrained[1].serialized())
+            return pretrained[1]
         t = self.config.target_tokenizer
         try:
             return train_tokenizer(targets, self.run_dir / "target_tokenizer", vocab_size=t.vocab_size,
@@ -207,9 +237,11 @@ class TranslateTask:
         limit = encoder.config["encoder"].get("max_positions")
         if limit is not None and max_len > limit:
             raise ConfigError(f"data.max_len: {max_len} is more than the encoder's max_positions ({limit})")
-        if self.config.data.max_target_len > self.config.decoder.max_positions:
-            raise ConfigError(f"data.max_target_len: {self.config.data.max_target_len} is more than "
-                              f"decoder.max_positions ({self.config.decoder.max_positions})")
+        positions = self.model.target.decoder.max_positions
+        if self.config.data.max_target_len > positions:
+            where = self.config.decoder_spec or "decoder.max_positions"
+            raise ConfigError(f"data.max_target_len: {self.config.data.max_target_len} is more than the decoder's "
+                              f"max_positions ({positions}, {where})")
         return max_len
 
     def _encode(self, pairs: list[tuple[str, str]], stats: dict[str, Any], *, overlong: str) -> PairData:
@@ -217,11 +249,11 @@ class TranslateTask:
         always cut for evaluation, so every pair is scored), targets over data.max_target_len cut (scored against
         the full reference anyway); all counted in `stats`."""
         d = self.config.data
-        out = PairData(src=[], tgt=[], refs=[])
+        out = PairData(src=[], tgt=[], refs=[], sources=[])
         srcs = self.source_tokenizer.encode_batch([s for s, _ in pairs])
         tgts = self.target_tokenizer.encode_batch([t for _, t in pairs])
         long_src = long_tgt = 0
-        for (_, ref), s, t in zip(pairs, srcs, tgts):
+        for (source, ref), s, t in zip(pairs, srcs, tgts):
             if len(s) + 2 > self.max_len:
                 long_src += 1
                 if overlong == "skip":
@@ -230,6 +262,7 @@ class TranslateTask:
             out.src.append([BOS_ID, *s[: self.max_len - 2], EOS_ID])
             out.tgt.append([BOS_ID, *t[: d.max_target_len - 2], EOS_ID])
             out.refs.append(ref)
+            out.sources.append(source)
         stats.update(overlong_sources=long_src, overlong_action=overlong, targets_cut=long_tgt, used=len(out.src))
         return out
 
@@ -260,20 +293,10 @@ class TranslateTask:
         loss, tokens = self._loss(batch, self.config.train.label_smoothing)
         return loss, {"ce": float(loss.detach()), "tokens": tokens}
 
-    @torch.no_grad()
     def translate_ids(self, src: list[list[int]], *, beam_size: int = 1) -> list[str]:
         """Source id sequences (bos ... eos) -> detokenised translations, in order."""
-        was_training = self.model.training
-        self.model.eval()
-        out: list[str] = [""] * len(src)
-        batcher = TokenBudgetBatcher([len(s) for s in src], max_tokens=self.config.data.max_tokens, shuffle=False)
-        for idx in batcher.batches(0):
-            tokens, lengths = self.model.translate(*collate_tokens([src[i] for i in idx], PAD_ID),
-                                                   max_len=self.config.data.max_target_len, beam_size=beam_size)
-            for i, row, n in zip(idx, tokens.tolist(), lengths.tolist()):
-                out[i] = self.target_tokenizer.decode([t for t in row[1:n] if t not in (EOS_ID, PAD_ID)])
-        self.model.train(was_training)
-        return out
+        return translate_ids(self.model, src, self.target_tokenizer, max_tokens=self.config.data.max_tokens,
+                             max_len=self.config.data.max_target_len, beam_size=beam_size)
 
     @torch.no_grad()
     def _score(self, data: PairData, limit: int | None, beam_size: int) -> dict[str, Any]:
@@ -295,7 +318,7 @@ class TranslateTask:
         hyps = self.translate_ids(src, beam_size=beam_size)
         return {"bleu": sacrebleu.corpus_bleu(hyps, [refs]).score, "chrf": sacrebleu.corpus_chrf(hyps, [refs]).score,
                 "loss": loss_sum / max(tokens, 1), "sentences": len(src),
-                "examples": [{"ref": r, "hyp": h} for r, h in zip(refs[:3], hyps[:3])]}
+                "examples": [{"src": s, "ref": r, "hyp": h} for s, r, h in zip(data.sources[:EXAMPLES], refs, hyps)]}
 
     def evaluate(self, limit: int | None = None) -> dict[str, dict[str, Any]]:
         """Loss, BLEU and chrF (sacrebleu) on the labelled training pairs and held-out pairs (the first `limit`
@@ -309,6 +332,7 @@ class TranslateTask:
 
     def final_metrics(self) -> dict[str, Any]:
         metrics: dict[str, Any] = {"init": "pretrained" if self.config.pretrained else "scratch",
+                                   "decoder_init": "pretrained" if self.config.decoder_export else "scratch",
                                    "label_fraction": self.config.label_fraction,
                                    "labelled_pairs": len(self.data.train.src), "beam_size": self.config.train.beam_size}
         for split, r in self.evaluate().items():

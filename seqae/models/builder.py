@@ -12,7 +12,7 @@ from torch import nn
 from seqae.config import Config, ModelConfig, RegularizerConfig
 from seqae.models.autoencoder import TokenAutoencoder
 from seqae.models.bottleneck import Bottleneck, VariationalBottleneck
-from seqae.models.decoders import RNNDecoder, TransformerDecoder
+from seqae.models.decoders import RNNDecoder, TokenDecoder, TransformerDecoder
 from seqae.models.encoders import EncoderStack, RNNEncoder, TransformerEncoder
 from seqae.models.frames import ConvSubsampling, FrameAutoencoder, LinearFrontEnd
 
@@ -37,6 +37,19 @@ def build_decoder(cfg: ModelConfig, input_dim: int) -> nn.Module:
                                   memory_slots=cfg.memory_slots)
     return RNNDecoder(input_dim=input_dim, hidden_dim=cfg.decoder_dim, bottleneck_dim=cfg.bottleneck_dim,
                       num_layers=cfg.decoder_layers, cell=cfg.decoder, dropout=cfg.dropout)
+
+
+def build_token_decoder(cfg: ModelConfig, vocab_size: int, *, pad_id: int = 0) -> TokenDecoder:
+    """The decoder side of a text autoencoder with a Transformer decoder (`model.decoder: transformer`), without
+    its z projection: it attends to a memory it is given (a translation model's encoder states). Its parameters are
+    the autoencoder's `embedding`, `decoder` (less `decoder.z_to_memory`), `out_proj` and `out_bias`."""
+    if cfg.decoder != "transformer":
+        raise ValueError(f"model.decoder is {cfg.decoder!r}: only a Transformer decoder can attend to a memory")
+    decoder = TransformerDecoder(input_dim=cfg.embed_dim, dim=cfg.decoder_dim, num_layers=cfg.decoder_layers,
+                                 num_heads=cfg.num_heads, ff_dim=cfg.ff_dim, dropout=cfg.dropout,
+                                 max_positions=cfg.max_positions)
+    return TokenDecoder(vocab_size=vocab_size, embed_dim=cfg.embed_dim, decoder=decoder,
+                        tie_embeddings=cfg.tie_embeddings, pad_id=pad_id)
 
 
 def build_bottleneck(cfg: ModelConfig, input_dim: int, reg: RegularizerConfig) -> nn.Module:

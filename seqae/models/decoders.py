@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from seqae.models.fast.linear import Linear
+from seqae.models.fast.linear import Linear, linear
 from seqae.models.layers import DecoderBlock, Dropout
 
 State = dict[str, Any]
@@ -128,3 +128,50 @@ class TransformerDecoder(nn.Module):
                   for cache in state["caches"]]
         return {"memory": pick(state["memory"]), "memory_mask": pick(state["memory_mask"]),
                 "pos": state["pos"], "caches": caches}
+
+
+class TokenDecoder(nn.Module):
+    """Target tokens -> embedding -> Transformer decoder attending to a memory -> next-token logits.
+
+    The parameters carry the names of a `TokenAutoencoder`'s decoder side (`embedding`, `decoder`, `out_proj`,
+    `out_bias`), so a text autoencoder's decoder (a language model conditioned on its memory) loads into it; a
+    translation model gives the encoder's states as the memory. Dimension letters as above, V vocabulary.
+    """
+
+    def __init__(self, *, vocab_size: int, embed_dim: int, decoder: TransformerDecoder, tie_embeddings: bool = True,
+                 pad_id: int = 0) -> None:
+        super().__init__()
+        self.vocab_size, self.output_dim = vocab_size, decoder.output_dim
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        nn.init.normal_(self.embedding.weight, std=embed_dim ** -0.5)
+        with torch.no_grad():
+            self.embedding.weight[pad_id].zero_()
+        self.decoder = decoder
+        if tie_embeddings:  # H -> E, then the embedding matrix: logits start near uniform
+            self.out_proj = Linear(decoder.output_dim, embed_dim)
+            self.out_bias = nn.Parameter(torch.zeros(vocab_size))
+        else:
+            self.out_proj = Linear(decoder.output_dim, vocab_size)
+            self.out_bias = None
+
+    def logits(self, h: Tensor) -> Tensor:
+        """h: [..., H] -> [..., V]."""
+        out = self.out_proj(h)
+        if self.out_bias is not None:
+            out = linear(out, self.embedding.weight, self.out_bias)
+        return out
+
+    def forward(self, tokens: Tensor, memory: Tensor, memory_mask: Tensor | None = None) -> Tensor:
+        """Teacher forcing: tokens [B, T] (bos first), memory [B, M, H], memory_mask [B, M] -> logits [B, T, V]."""
+        h = self.decoder(self.embedding(tokens), memory=memory, memory_mask=memory_mask)  # (B, T, H)
+        return self.logits(h)
+
+    def start(self, memory: Tensor, memory_mask: Tensor | None = None) -> State:
+        return self.decoder.start(memory=memory, memory_mask=memory_mask)
+
+    def step(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
+        """prev: [B] previous tokens -> log-probabilities [B, V] of the next one."""
+        h, state = self.decoder.step(self.embedding(prev), state)
+        return torch.log_softmax(self.logits(h).float(), dim=-1), state
+
+    reorder = staticmethod(TransformerDecoder.reorder)

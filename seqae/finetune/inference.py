@@ -1,0 +1,91 @@
+"""Using a fine-tuned run: `load_translation(run_dir)` -> `TranslationRun`, whose `translate(sentences)` gives the
+translations (`seqae translate RUN "sentence"` calls it).
+
+The run is rebuilt from its config.yaml, its target_tokenizer.model and its newest checkpoint; the export its
+config names as the architecture (the encoder's shapes and source tokenizer, and with `decoder_architecture` the
+decoder's shapes) must still be where it was; no training data is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from seqae.checkpoint import CheckpointError, load_latest, state_mismatch
+from seqae.config import ConfigError, load_config_dict
+from seqae.export.decoder import load_decoder
+from seqae.export.encoder import ExportError
+from seqae.finetune.common import init_encoder
+from seqae.finetune.config import FinetuneConfig
+from seqae.finetune.translate import Translator, build_target_decoder, translate_ids
+from seqae.frontend.tokenizer import BOS_ID, EOS_ID, Tokenizer
+
+
+@dataclass
+class TranslationRun:
+    run_dir: Path
+    config: FinetuneConfig
+    model: Translator
+    source_tokenizer: Tokenizer
+    target_tokenizer: Tokenizer
+    max_len: int
+    """Longest source in tokens, bos and eos included (longer sentences are cut, as in evaluation)."""
+    step: int
+
+    def translate(self, sentences: Sequence[str], *, beam_size: int | None = None) -> list[str]:
+        """Source sentences -> translations, in order (beam search of `beam_size`; default the run's
+        train.beam_size, 1: greedy)."""
+        pieces = self.source_tokenizer.encode_batch(list(sentences))
+        src = [[BOS_ID, *p[: self.max_len - 2], EOS_ID] for p in pieces]
+        beam = self.config.train.beam_size if beam_size is None else beam_size
+        return translate_ids(self.model, src, self.target_tokenizer, max_tokens=self.config.data.max_tokens,
+                             max_len=self.config.data.max_target_len, beam_size=beam)
+
+
+def read_finetune_config(run_dir: Path) -> FinetuneConfig:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: not a fine-tuning run directory (no config.yaml)")
+    try:
+        return load_config_dict(yaml.safe_load(path.read_text(encoding="utf-8")), FinetuneConfig)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err} (not a fine-tuning run?)") from None
+
+
+def load_translation(path: str | Path) -> TranslationRun:
+    """A fine-tuned translation run (`seqae finetune translate`), ready to translate. Raises FileNotFoundError,
+    ConfigError or CheckpointError naming the file."""
+    run_dir = Path(path)
+    config = read_finetune_config(run_dir)
+    if config.task != "translate":
+        raise ConfigError(f"{run_dir}: a fine-tuned {config.task} run; translation needs `task: translate`")
+    ckpt = load_latest(run_dir)
+    if ckpt is None:
+        raise CheckpointError(f"{run_dir}: no usable checkpoint in {run_dir / 'checkpoints'}")
+    tokenizer_path = run_dir / "target_tokenizer.model"
+    if not tokenizer_path.is_file():
+        raise FileNotFoundError(f"{tokenizer_path}: missing (the run's target tokenizer)")
+    target_tokenizer = Tokenizer.load(tokenizer_path)
+    # the shapes only: the checkpoint holds every weight
+    shapes = dataclasses.replace(config, encoder=None, architecture=config.encoder_spec)
+    encoder = init_encoder(shapes, kind="text")
+    if config.decoder_spec is not None:
+        try:
+            target, _ = load_decoder(config.decoder_spec, weights=False)
+        except (FileNotFoundError, ExportError) as err:
+            raise ConfigError(f"{run_dir / 'config.yaml'}: decoder_architecture: {err}") from None
+    else:
+        target = build_target_decoder(config.decoder, target_tokenizer.vocab_size)
+    model = Translator(encoder=encoder, target=target)
+    problems = state_mismatch(model.state_dict(), ckpt["model"])
+    if problems:
+        raise CheckpointError(f"{run_dir / 'checkpoints'}: the step {ckpt['step']} weights do not fit the model "
+                              f"{run_dir / 'config.yaml'} describes ({problems})")
+    model.load_state_dict(ckpt["model"])
+    max_len = config.data.max_len or encoder.config["frontend"]["max_len"]
+    return TranslationRun(run_dir=run_dir, config=config, model=model.eval(), source_tokenizer=encoder.tokenizer,
+                          target_tokenizer=target_tokenizer, max_len=max_len, step=ckpt["step"])
