@@ -199,6 +199,23 @@ def cmd_translate(args: argparse.Namespace) -> None:
         print(translation)
 
 
+def cmd_transcribe(args: argparse.Namespace) -> None:
+    from seqae.data.manifest import read_manifest
+    from seqae.finetune.inference import load_recogniser
+
+    files = [str(p) for p in args.audio]
+    if args.manifest:
+        try:
+            files += [str(row.path) for row in read_manifest(args.manifest)]
+        except ValueError as err:
+            raise ConfigError(f"--manifest: {err}") from None
+    if not files:
+        raise ConfigError("transcribe: give audio files, or --manifest FILE (.jsonl/.csv with a path column)")
+    run = load_recogniser(args.run_dir)
+    for path, text in zip(files, run.transcribe(files)):
+        print(f"{path}\t{text}")
+
+
 def _text_run(args: argparse.Namespace):
     """The run of a verb that works on text runs only (a ConfigError naming the verb for a speech run)."""
     from seqae.runs import load_run, require_text
@@ -390,6 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", help="a UTF-8 file of source sentences, one a line (translated after any given)")
     p.add_argument("--beam", type=int, help="beam size (default: the run's train.beam_size; 1: greedy)")
     p.set_defaults(func=cmd_translate)
+
+    p = sub.add_parser("transcribe", help="transcribe audio files with a fine-tuned ASR run (greedy CTC)")
+    p.add_argument("run_dir", help="a `seqae finetune asr` run directory")
+    p.add_argument("audio", nargs="*", help="audio files (wav/flac/ogg); prints `path<TAB>transcript` a line")
+    p.add_argument("--manifest", help="a manifest (.jsonl/.csv with a path column) of more files to transcribe")
+    p.set_defaults(func=cmd_transcribe)
 
     p = sub.add_parser("finetune", help="fine-tune an exported encoder (or the same architecture from scratch)")
     p.add_argument("task", choices=("asr", "translate"), help="asr: CTC over characters; translate: seq2seq")

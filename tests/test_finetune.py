@@ -402,3 +402,24 @@ def test_translate_run_on_a_pairs_file(text_export, tmp_path):
     saved = load_config_dict(yaml.safe_load((tmp_path / "run" / "config.yaml").read_text()),
                              FinetuneConfig)
     assert to_dict(saved) == to_dict(config)
+
+
+def test_a_fine_tuned_recogniser_transcribes_files_as_its_evaluation_did(speech_export, tmp_path, request, capsys):
+    from seqae import load_recogniser
+
+    repo = request.config.rootpath
+    metrics = finetune(asr_config(repo, speech_export, tmp_path), tmp_path / "asr")
+    manifest = repo / WORDS / "test/manifest.jsonl"
+    files = [repo / WORDS / "test" / json.loads(line)["path"] for line in manifest.read_text().splitlines()[:3]]
+    run = load_recogniser(tmp_path / "asr")
+    assert run.step == 4 and run.transcribe(files) == [e["hyp"] for e in metrics["test_examples"]]
+    capsys.readouterr()
+    assert main(["transcribe", str(tmp_path / "asr"), str(files[0]), "--manifest", str(manifest)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 9 and lines[0] == f"{files[0]}\t{metrics['test_examples'][0]['hyp']}"
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio")
+    assert main(["transcribe", str(tmp_path / "asr"), str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0]
+    assert main(["transcribe", str(speech_export), str(files[0])]) == 2  # an export, not a fine-tuned run

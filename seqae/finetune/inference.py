@@ -1,26 +1,36 @@
 """Using a fine-tuned run: `load_translation(run_dir)` -> `TranslationRun`, whose `translate(sentences)` gives the
-translations (`seqae translate RUN "sentence"` calls it).
+translations (`seqae translate RUN "sentence"`), and `load_recogniser(run_dir)` -> `RecogniserRun`, whose
+`transcribe(audio_files)` gives greedy CTC transcripts (`seqae transcribe RUN a.wav`).
 
-The run is rebuilt from its config.yaml, its target_tokenizer.model and its newest checkpoint; the export its
-config names as the architecture (the encoder's shapes and source tokenizer, and with `decoder_architecture` the
-decoder's shapes) must still be where it was; no training data is read.
+A run is rebuilt from its config.yaml, its target_tokenizer.model and its newest checkpoint; the export its
+config names as the architecture (the encoder's shapes and front end, and with `decoder_architecture` the
+decoder's shapes) must still be where it was; no training data is read. A translation run also needs its
+target_tokenizer.model, a recogniser its characters.json.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import torch
 import yaml
 
 from seqae.checkpoint import CheckpointError, load_latest, state_mismatch
 from seqae.config import ConfigError, load_config_dict
 from seqae.export.decoder import load_decoder
 from seqae.export.encoder import ExportError
+from seqae.data.batching import TokenBudgetBatcher
+from seqae.finetune.asr import CtcModel
 from seqae.finetune.common import init_encoder
 from seqae.finetune.config import FinetuneConfig
+from seqae.finetune.ctc import CharVocab, ctc_greedy_decode
+from seqae.frontend.audio import load_audio
+from seqae.frontend.collate import collate_frames
 from seqae.finetune.translate import Translator, build_target_decoder, translate_ids
 from seqae.frontend.tokenizer import BOS_ID, EOS_ID, Tokenizer
 
@@ -56,16 +66,32 @@ def read_finetune_config(run_dir: Path) -> FinetuneConfig:
         raise ConfigError(f"{path}: {err} (not a fine-tuning run?)") from None
 
 
-def load_translation(path: str | Path) -> TranslationRun:
-    """A fine-tuned translation run (`seqae finetune translate`), ready to translate. Raises FileNotFoundError,
-    ConfigError or CheckpointError naming the file."""
+def _open(path: str | Path, task: str) -> tuple[Path, FinetuneConfig, dict]:
+    """(run directory, config, newest checkpoint) of a fine-tuned `task` run."""
     run_dir = Path(path)
     config = read_finetune_config(run_dir)
-    if config.task != "translate":
-        raise ConfigError(f"{run_dir}: a fine-tuned {config.task} run; translation needs `task: translate`")
+    if config.task != task:
+        verb = {"translate": "translation", "asr": "transcription"}[task]
+        raise ConfigError(f"{run_dir}: a fine-tuned {config.task} run; {verb} needs `task: {task}`")
     ckpt = load_latest(run_dir)
     if ckpt is None:
         raise CheckpointError(f"{run_dir}: no usable checkpoint in {run_dir / 'checkpoints'}")
+    return run_dir, config, ckpt
+
+
+def _load_weights(model: torch.nn.Module, ckpt: dict, run_dir: Path) -> None:
+    problems = state_mismatch(model.state_dict(), ckpt["model"])
+    if problems:
+        raise CheckpointError(f"{run_dir / 'checkpoints'}: the step {ckpt['step']} weights do not fit the model "
+                              f"{run_dir / 'config.yaml'} describes ({problems})")
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+
+
+def load_translation(path: str | Path) -> TranslationRun:
+    """A fine-tuned translation run (`seqae finetune translate`), ready to translate. Raises FileNotFoundError,
+    ConfigError or CheckpointError naming the file."""
+    run_dir, config, ckpt = _open(path, "translate")
     tokenizer_path = run_dir / "target_tokenizer.model"
     if not tokenizer_path.is_file():
         raise FileNotFoundError(f"{tokenizer_path}: missing (the run's target tokenizer)")
@@ -81,11 +107,50 @@ def load_translation(path: str | Path) -> TranslationRun:
     else:
         target = build_target_decoder(config.decoder, target_tokenizer.vocab_size)
     model = Translator(encoder=encoder, target=target)
-    problems = state_mismatch(model.state_dict(), ckpt["model"])
-    if problems:
-        raise CheckpointError(f"{run_dir / 'checkpoints'}: the step {ckpt['step']} weights do not fit the model "
-                              f"{run_dir / 'config.yaml'} describes ({problems})")
-    model.load_state_dict(ckpt["model"])
+    _load_weights(model, ckpt, run_dir)
     max_len = config.data.max_len or encoder.config["frontend"]["max_len"]
     return TranslationRun(run_dir=run_dir, config=config, model=model.eval(), source_tokenizer=encoder.tokenizer,
                           target_tokenizer=target_tokenizer, max_len=max_len, step=ckpt["step"])
+
+
+@dataclass
+class RecogniserRun:
+    run_dir: Path
+    config: FinetuneConfig
+    model: CtcModel
+    vocab: CharVocab
+    step: int
+
+    def transcribe(self, audio: Sequence[str | os.PathLike[str]] | Sequence[torch.Tensor], *,
+                   sample_rate: int | None = None) -> list[str]:
+        """Audio files (read with soundfile, resampled), or waveforms [S] at `sample_rate` -> greedy CTC
+        transcripts, in order. A file that cannot be read raises `seqae.frontend.audio.AudioError` naming it."""
+        encoder = self.model.encoder
+        rate = encoder.feature_extractor.sample_rate
+        waves = [torch.as_tensor(w, dtype=torch.float32) for w in audio] if sample_rate is not None else [
+            load_audio(p, sample_rate=rate) for p in audio]
+        hop = encoder.feature_extractor.hop_length
+        out: list[str] = [""] * len(waves)
+        batcher = TokenBudgetBatcher([len(w) // hop + 1 for w in waves], max_tokens=self.config.data.max_tokens,
+                                     shuffle=False)
+        with torch.no_grad():
+            for idx in batcher.batches(0):
+                frames, lengths = encoder.prepare([waves[i] for i in idx], sample_rate=sample_rate or rate)
+                log_probs, out_lengths = self.model(frames, lengths)
+                for i, labels in zip(idx, ctc_greedy_decode(log_probs, out_lengths)):
+                    out[i] = self.vocab.decode(labels)
+        return out
+
+
+def load_recogniser(path: str | Path) -> RecogniserRun:
+    """A fine-tuned CTC run (`seqae finetune asr`), ready to transcribe. Raises FileNotFoundError, ConfigError or
+    CheckpointError naming the file."""
+    run_dir, config, ckpt = _open(path, "asr")
+    chars_path = run_dir / "characters.json"
+    if not chars_path.is_file():
+        raise FileNotFoundError(f"{chars_path}: missing (the run's characters)")
+    vocab = CharVocab(tuple(json.loads(chars_path.read_text(encoding="utf-8"))["chars"]))
+    encoder = init_encoder(dataclasses.replace(config, encoder=None, architecture=config.encoder_spec), kind="speech")
+    model = CtcModel(encoder=encoder, num_classes=vocab.num_classes, layer_weights=config.layer_weights)
+    _load_weights(model, ckpt, run_dir)
+    return RecogniserRun(run_dir=run_dir, config=config, model=model, vocab=vocab, step=ckpt["step"])
