@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import gzip
 import importlib.util
 import itertools
 import json
@@ -72,8 +73,35 @@ def test_dictionary_lines_become_aligned_sentence_pairs(tmp_path):
                                                                                                   "test")}
     assert [len(v) for v in splits.values()] == [2, 1, 1]
     assert sorted(itertools.chain(*splits.values())) == sorted(f"{de}\t{en}" for de, en in pairs)
-    assert (out / "train.de.txt").read_text(encoding="utf-8").splitlines() == [s.split("\t")[0] for s in
-                                                                                splits["train"]]
+    for side, column in (("source", 0), ("target", 1)):
+        assert (out / f"train.{side}.txt").read_text(encoding="utf-8").splitlines() == [
+            s.split("\t")[column] for s in splits["train"]]
+
+
+def test_pretraining_corpora_hold_no_test_or_heldout_sentence(tmp_path):
+    """A training pair's target (or a --target-text line) that is also a test or heldout target is left out of
+    the monolingual corpora, compared without case and punctuation; the labelled pairs keep it."""
+    pairs = tmp_path / "pairs.tsv"
+    rows = [(f"Satz Nummer {i}.", f"Sentence number {i}.") for i in range(20)]
+    rows += [(f"Anderer Satz {i}.", f"sentence number {i}") for i in range(3)]  # targets equal to others'
+    pairs.write_text("".join(f"{de}\t{en}\n" for de, en in rows), encoding="utf-8")
+    extra = tmp_path / "more.txt"
+    extra.write_text("".join(f"SENTENCE NUMBER {i}!\n" for i in range(20)) + "Something else.\n", encoding="utf-8")
+    out = tmp_path / "data"
+    recipe_module("trans_de_en").main(["--out", str(out), "--pairs", str(pairs), "--target-text", str(extra),
+                                       "--test", "5", "--heldout", "5"])
+    key = lambda s: " ".join("".join(c if c.isalnum() else " " for c in s.lower()).split())  # noqa: E731
+    unseen = [line.split("\t") for name in ("test", "heldout")
+              for line in (out / f"{name}.tsv").read_text(encoding="utf-8").splitlines()]
+    for side, column in (("source", 0), ("target", 1)):
+        corpus = (out / f"pretrain.{side}.txt").read_text(encoding="utf-8").splitlines()
+        assert not {key(s) for s in corpus} & {key(pair[column]) for pair in unseen}
+    report = json.loads((out / "prepare.json").read_text())
+    target = (out / "pretrain.target.txt").read_text(encoding="utf-8").splitlines()
+    assert "Something else." in target and len(target) == report["pretrain_target_lines"]
+    unseen_targets = {key(pair[1]) for pair in unseen}
+    assert report["target_text_more.txt_lines_dropped_as_test_or_heldout"] == len(unseen_targets) >= 5
+    assert len((out / "train.tsv").read_text(encoding="utf-8").splitlines()) == 13  # labelled pairs keep all
 
 
 def test_trans_de_en_errors_clearly_without_data(tmp_path):
@@ -85,7 +113,19 @@ def test_trans_de_en_errors_clearly_without_data(tmp_path):
     bad.write_text("Ja.\tYes.\nkein Tab\n", encoding="utf-8")
     result = subprocess.run([sys.executable, str(REPO / "recipes/trans_de_en/prepare.py"), "--out", str(tmp_path),
                              "--pairs", str(bad)], capture_output=True, text=True)
-    assert result.returncode != 0 and f"{bad}:2: expected 'German<TAB>English'" in result.stderr
+    assert result.returncode != 0 and f"{bad}:2: 1 column; expected 'source<TAB>target'" in result.stderr
+    wide = tmp_path / "wide.tsv.gz"
+    with gzip.open(wide, "wt", encoding="utf-8") as f:
+        f.write("".join(f"{i}\tSentence {i}.\tFrase {i}.\n" for i in range(30)))
+    result = subprocess.run([sys.executable, str(REPO / "recipes/trans_de_en/prepare.py"), "--out", str(tmp_path),
+                             "--pairs", str(wide)], capture_output=True, text=True)
+    assert result.returncode != 0 and "3 columns; set --source-column and --target-column" in result.stderr
+    result = subprocess.run([sys.executable, str(REPO / "recipes/trans_de_en/prepare.py"), "--out",
+                             str(tmp_path / "wide"), "--pairs", str(wide), "--source-column", "1",
+                             "--target-column", "2", "--test", "5", "--heldout", "5"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert all(line.startswith("Sentence ") and "\tFrase " in line
+               for line in (tmp_path / "wide" / "train.tsv").read_text(encoding="utf-8").splitlines())
 
 
 def tiny_pairs(path: Path) -> Path:
@@ -104,14 +144,26 @@ def tiny_pairs(path: Path) -> Path:
 @pytest.mark.slow
 def test_trans_de_en_debug_end_to_end_on_a_pairs_file(tmp_path):
     out = tmp_path / "trans"
-    run_recipe("trans_de_en", "--out", str(out), "--pairs", str(tiny_pairs(tmp_path / "pairs.tsv")))
+    run_recipe("trans_de_en", "--out", str(out), "--pairs", str(tiny_pairs(tmp_path / "pairs.tsv")),
+               "--pretrain-set", "train.max_steps=20")
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("bleu_pretrained", "bleu_scratch", "chrf_pretrained", "chrf_scratch"):
-        assert 0.0 <= metrics[key] <= 100.0
-    assert metrics["test_sentences"] == 40 and metrics["labelled_pairs"] == 50  # half of the 100 train pairs
-    for init in ("pretrained", "scratch"):
-        assert json.loads((out / init / "metrics.json").read_text())["init"] == init
-    assert (out / "export" / "tokenizer.model").is_file()
+    settings = ("pretrained", "encoder_only", "scratch")
+    for key in ["chrf_topline", "bleu_topline"] + [f"{m}_{s}" for m in ("chrf", "bleu") for s in settings]:
+        assert 0.0 <= metrics[key] <= 100.0, key
+    for key in (f"{m}_{s}_seeds" for m in ("chrf", "bleu") for s in settings):
+        assert len(metrics[key]) == 3 and metrics[key[: -len("_seeds")]] == pytest.approx(sum(metrics[key]) / 3)
+    assert metrics["test_sentences"] == 40 and metrics["labelled_pairs"] == 10  # 10% of the 100 train pairs
+    assert metrics["topline_pairs"] == 100 and metrics["seeds"] == [0, 1, 2]
+    runs = {name: json.loads((out / name / "metrics.json").read_text()) for name in
+            ("topline", "pretrained_1", "encoder_only_1", "scratch_1")}
+    assert [(r["init"], r["decoder_init"]) for r in runs.values()] == [
+        ("pretrained", "pretrained"), ("pretrained", "pretrained"), ("pretrained", "scratch"), ("scratch", "scratch")]
+    assert json.loads((out / "pretrain_source" / "metrics.json").read_text())["step"] == 20  # --pretrain-set
+    assert (out / "export_target" / "decoder.safetensors").is_file()
+    assert (out / "samples.md").read_text(encoding="utf-8").count("   - reference: ") == 5
+    translated = subprocess.run([sys.executable, "-m", "seqae", "translate", str(out / "pretrained_0"),
+                                 "Der Hund sieht den Ball."], capture_output=True, text=True, cwd=REPO)
+    assert translated.returncode == 0 and len(translated.stdout.splitlines()) == 1, translated.stderr
     assert not (REPO / "recipes" / "trans_de_en" / "data").exists()  # nothing is written into the recipe
 
 
