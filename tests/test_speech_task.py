@@ -245,3 +245,27 @@ def test_neighbour_pairs_use_no_labels_and_find_the_same_word_more_often_than_ch
     from seqae.data.pairs import neighbour_partners
 
     assert neighbour_partners(task.data.train, unlabelled) == task.partners
+
+
+def test_neighbours_can_be_chosen_by_given_embeddings_such_as_an_earlier_runs_z(repo, tmp_path, speech_feature_cache):
+    """data.neighbour_embeddings: row i's vector chooses row i's partners by cosine; other speakers only; a file
+    that does not line up with the training rows is refused naming the key."""
+    import numpy as np
+
+    rows_of = SpeechTask(make_config(repo, speech_feature_cache), tmp_path / "a", targets="neighbours").data.train_rows
+    labels = sorted({r.label for r in rows_of})
+    vectors = np.stack([np.eye(len(labels))[labels.index(r.label)] for r in rows_of]).astype(np.float32)  # one-hot
+    path = tmp_path / "z.npy"
+    np.save(path, vectors)
+    config = make_config(repo, speech_feature_cache, data={"targets": "neighbours", "neighbour_embeddings": str(path)})
+    task = SpeechTask(config, tmp_path / "b")
+    rows = task.data.train_rows
+    # the word's 3 other-speaker utterances are the nearest by these vectors, ahead of every other word
+    assert all({rows[j].label for j in p[:3]} == {rows[i].label} for i, p in enumerate(task.partners))
+    assert all(rows[j].speaker != rows[i].speaker for i, p in enumerate(task.partners) for j in p)
+    assert task.data.stats["targets"]["same_label_fraction"] == pytest.approx(3 / 5)
+    np.save(path, vectors[:-1])
+    with pytest.raises(ConfigError, match=r"data.neighbour_embeddings: .*z.npy.*one per training row"):
+        SpeechTask(config, tmp_path / "c")
+    with pytest.raises(ConfigError, match="data.neighbour_embeddings: only with data.targets: neighbours"):
+        make_config(repo, speech_feature_cache, data={"neighbour_embeddings": str(path)})

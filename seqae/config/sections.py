@@ -47,6 +47,10 @@ class DataConfig:
     targets: Literal["self", "label", "neighbours"] = "self"
     """Speech: rebuild the input itself, or (correspondence autoencoder) another utterance of the same label, or
     of one of its nearest neighbours by other speakers (no labels used)."""
+    neighbour_embeddings: str | None = None
+    """Speech, `targets: neighbours`: an .npy of [N, D] vectors, row i for training row i of data.train (as
+    `seqae encode EARLIER_RUN TRAIN_MANIFEST z.npy` writes them), whose cosine chooses the neighbours instead of
+    the downsampled frames'."""
 
     streaming: bool = False
     """Read the training corpus lazily (corpora larger than memory): a shuffle buffer and length-bucketed pools
@@ -65,6 +69,8 @@ class DataConfig:
         _check(self.eval_sentences > 0, "data.eval_sentences", "must be > 0")
         _check(self.train_eval_sentences is None or self.train_eval_sentences > 0, "data.train_eval_sentences",
                f"must be > 0 or null, got {self.train_eval_sentences}")
+        _check(self.neighbour_embeddings is None or self.targets == "neighbours", "data.neighbour_embeddings",
+               "only with data.targets: neighbours")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -36,9 +36,11 @@ def label_partners(rows: list[ManifestRow]) -> list[list[int]]:
 
 
 def neighbour_partners(features: list[torch.Tensor], rows: list[ManifestRow], k: int = NEIGHBOURS,
-                       chunk: int = 1024) -> list[list[int]]:
-    """For each row, its k nearest rows of other speakers by cosine of `downsampled_frames` (no labels used)."""
-    emb = torch.nn.functional.normalize(downsampled_frames(features), dim=1)  # (N, 10 F)
+                       chunk: int = 1024, embeddings: torch.Tensor | None = None) -> list[list[int]]:
+    """For each row, its k nearest rows of other speakers by cosine of `downsampled_frames`, or of `embeddings`
+    [N, D] when given (e.g. an earlier run's z); no labels used."""
+    vectors = downsampled_frames(features) if embeddings is None else embeddings.float()  # (N, D)
+    emb = torch.nn.functional.normalize(vectors, dim=1)
     codes = _speaker_codes(rows)
     partners = []
     for start in range(0, len(rows), chunk):

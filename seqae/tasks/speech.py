@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from seqae.config import Config, ConfigError
@@ -58,9 +59,26 @@ class SpeechTask:
         if self.targets == "label":
             self.partners = label_partners(self.data.train_rows)
         elif self.targets == "neighbours":
-            self.partners = neighbour_partners(self.data.train, self.data.train_rows)
+            self.partners = neighbour_partners(self.data.train, self.data.train_rows,
+                                               embeddings=self._neighbour_embeddings())
         if self.partners is not None:
             self.data.stats["targets"] = pair_stats(self.targets, self.partners, self.data.train_rows)
+
+    def _neighbour_embeddings(self) -> torch.Tensor | None:
+        """data.neighbour_embeddings as [N, D], checked against the training rows (ConfigError naming the file)."""
+        path = self.config.data.neighbour_embeddings
+        if path is None:
+            return None
+        try:
+            vectors = np.load(path)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"data.neighbour_embeddings: {path}: not a readable .npy file ({err})") from None
+        n = len(self.data.train_rows)
+        if vectors.ndim != 2 or vectors.shape[0] != n or not np.isfinite(vectors).all():
+            raise ConfigError(f"data.neighbour_embeddings: {path}: {vectors.shape} finite vectors expected as "
+                              f"[{n}, D], one per training row in order")
+        self.data.stats["neighbour_embeddings"] = {"file": str(path), "dim": int(vectors.shape[1])}
+        return torch.from_numpy(vectors)
 
     def summary(self) -> str:
         s = self.data.stats
