@@ -186,14 +186,49 @@ def check_plots(out, metrics):
                for p in metrics["reconstruction_plots"])
 
 
+def test_espeak_words_train_dev_and_test_splits_share_no_word_and_no_speaker(repo):
+    """The full recipe's synth.py calls (run.sh) draw disjoint word and voice ranges, and so does the fixture."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.spec_from_file_location("synth", repo / "recipes/espeak_words/synth.py")
+    synth = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(synth)
+    script = re.sub(r"\\\n\s*", "", (repo / "recipes/espeak_words/run.sh").read_text())  # join continued lines
+    calls = re.findall(r'--out "\$split/(\w+)" --words (\d+) --speakers (\d+)'
+                       r'(?: --word-offset (\d+) --speaker-offset (\d+))?', script)
+    assert sorted(c[0] for c in calls) == ["dev", "test", "train"]
+    voices = synth.speaker_table(100, seed=0)
+    words, speakers = {}, {}
+    for name, n_words, n_speakers, word_offset, speaker_offset in calls:
+        w0, s0 = int(word_offset or 0), int(speaker_offset or 0)
+        words[name] = set(synth.WORDS[w0: w0 + int(n_words)])
+        speakers[name] = set(voices[s0: s0 + int(n_speakers)])
+        assert len(words[name]) == int(n_words)
+    for a, b in (("train", "dev"), ("train", "test"), ("dev", "test")):
+        assert not words[a] & words[b] and not speakers[a] & speakers[b], (a, b)
+    fixture = {name: read_manifest(repo / "data/espeak_words" / name / "manifest.jsonl")
+               for name in ("train", "dev", "test")}
+    for a, b in (("train", "dev"), ("train", "test"), ("dev", "test")):
+        assert not {r.label for r in fixture[a]} & {r.label for r in fixture[b]}
+        assert not {r.speaker for r in fixture[a]} & {r.speaker for r in fixture[b]}
+
+
 @pytest.mark.slow
 def test_espeak_words_debug_end_to_end(tmp_path):
     out = tmp_path / "ew"
     run_recipe("espeak_words", "--out", str(out))
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("heldout_mse", "ap_z", "ap_mean_frames", "ap_downsampled", "speaker_ap_z"):
-        assert 0.0 < metrics[key] <= (1.0 if key.startswith(("ap", "speaker")) else 10.0), key
-    assert (metrics["heldout_sequences"], metrics["train_sequences"], metrics["ap_classes"]) == (8, 48, 4)
+    for key in ("dev_heldout_mse", "ap_z", "dev_ap_z", "dev_ap_mean_frames", "dev_ap_downsampled", "speaker_ap_z",
+                "ap_best_baseline"):
+        assert 0.0 < metrics[key] <= (1.0 if "ap_" in key else 10.0), key
+    assert set(metrics["ap_baselines"]) == {"mfcc13", "logmel40", "fbank40"}
+    assert metrics["ap_best_baseline"] == max(metrics["ap_baselines"].values())
+    assert metrics["ap_ratio_best_baseline"] == pytest.approx(metrics["ap_z"] / metrics["ap_best_baseline"])
+    assert (metrics["dev_heldout_sequences"], metrics["train_sequences"], metrics["dev_ap_classes"]) == (8, 48, 4)
+    assert metrics["test_words"] == 8 and metrics["test_classes"] == 4
+    stats = json.loads((out / "run" / "data_stats.json").read_text())  # round 2 mined its pairs with round 1's z
+    assert (out / "round1" / "metrics.json").is_file() and stats["neighbour_embeddings"]["dim"] > 0
     check_plots(out, metrics)
 
 
