@@ -54,6 +54,7 @@ def test_export_with_decoder_holds_the_runs_decoder_and_load_decoder_loads_the_s
     assert set(got) == set(expected) and len(got) > 10
     assert all(torch.equal(got[k], expected[k]) for k in got)
     assert tokenizer.serialized() == run.tokenizer.serialized()
+    assert "decoder.safetensors" in (Path(decoder_export) / "README.md").read_text()
     # the decoder computes what the autoencoder's decoder computes, given the memory the autoencoder gives it
     tokens = torch.tensor([[2, 10, 11, 12]])
     z = torch.randn(1, run.config.model.bottleneck_dim)

@@ -10,8 +10,8 @@ in one call, with no pickle.
 - `card`: the export's README.md.
 """
 
-from seqae.export.encoder import EncoderResult, ExportError, PretrainedEncoder, build_modules, load_encoder  # noqa: F401
 from seqae.export.decoder import load_decoder  # noqa: F401
+from seqae.export.encoder import EncoderResult, ExportError, PretrainedEncoder, build_modules, load_encoder  # noqa: F401
 from seqae.export.write import export_run  # noqa: F401
 from seqae.models.encoders import EncoderStack  # noqa: F401
 

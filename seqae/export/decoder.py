@@ -15,12 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
-from seqae.checkpoint import state_mismatch
 from seqae.config import ModelConfig, load_config_dict
-from seqae.export.encoder import CONFIG_FILE, TOKENIZER_FILE, ExportError, check_format, read_json
+from seqae.export.encoder import CONFIG_FILE, TOKENIZER_FILE, ExportError, check_format, load_weights, read_json
 from seqae.frontend.tokenizer import PAD_ID, Tokenizer
 from seqae.models.builder import build_token_decoder
 from seqae.models.decoders import TokenDecoder
@@ -69,16 +66,5 @@ def load_decoder(path: str | Path, *, weights: bool = True) -> tuple[TokenDecode
         raise ExportError(f"{root / TOKENIZER_FILE}: {tokenizer.vocab_size} pieces, but the decoder has "
                           f"{decoder.vocab_size}")
     if weights:
-        file = root / DECODER_FILE
-        if not file.is_file():
-            raise FileNotFoundError(f"{file}: missing (not a complete export with --decoder)")
-        try:
-            state = load_file(str(file))
-        except (SafetensorError, OSError) as err:
-            raise ExportError(f"{file}: unreadable safetensors file ({err})") from None
-        state = {k: v for k, v in state.items() if not k.startswith(UNUSED_PREFIX)}
-        problems = state_mismatch(decoder.state_dict(), state)
-        if problems:
-            raise ExportError(f"{file}: weights do not fit {root / CONFIG_FILE} ({problems})")
-        decoder.load_state_dict(state, strict=True)
+        load_weights(decoder, root / DECODER_FILE, root / CONFIG_FILE, drop_prefix=UNUSED_PREFIX)
     return decoder.eval(), tokenizer

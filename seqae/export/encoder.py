@@ -261,19 +261,22 @@ def load_encoder(path: str | Path, *, weights: bool = True) -> PretrainedEncoder
     model = PretrainedEncoder(config=config, encoder=stack, bottleneck=bottleneck, tokenizer=tokenizer,
                               feature_extractor=extractor, cmvn=cmvn)
     if weights:
-        _load_weights(model, root)
+        load_weights(model, root / WEIGHTS_FILE, root / CONFIG_FILE)
     return model.eval()
 
 
-def _load_weights(model: PretrainedEncoder, root: Path) -> None:
-    path = root / WEIGHTS_FILE
+def load_weights(model: nn.Module, path: Path, config_path: Path, *, drop_prefix: str | None = None) -> None:
+    """Load a safetensors file into `model` (strict, keys starting with `drop_prefix` left out first);
+    FileNotFoundError / ExportError naming the file, and which keys do not fit the model `config_path` describes."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing (not a complete seqae encoder export)")
+        raise FileNotFoundError(f"{path}: missing (not a complete seqae export)")
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as err:
         raise ExportError(f"{path}: unreadable safetensors file ({err})") from None
+    if drop_prefix is not None:
+        state = {k: v for k, v in state.items() if not k.startswith(drop_prefix)}
     problems = state_mismatch(model.state_dict(), state)
     if problems:
-        raise ExportError(f"{path}: weights do not fit {root / CONFIG_FILE} ({problems})")
+        raise ExportError(f"{path}: weights do not fit {config_path} ({problems})")
     model.load_state_dict(state, strict=True)

@@ -135,7 +135,12 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, onnx: bool = False, 
         else:
             features = {"features": run.extractor.settings(), "cmvn": run.cmvn.to_dict() if run.cmvn else None}
             (tmp / FEATURES_FILE).write_text(json.dumps(features) + "\n")
-        (tmp / CARD_FILE).write_text(model_card(encoder.config, run.config, run.run_dir, onnx=onnx), encoding="utf-8")
+        card = model_card(encoder.config, run.config, run.run_dir, onnx=onnx)
+        if decoder:
+            card += (f"\n## Decoder\n\n`{DECODER_FILE}` holds the autoencoder's Transformer decoder (a language model "
+                     "conditioned on z): `seqae.load_decoder(dir)` gives it with this tokenizer, and `seqae finetune "
+                     "translate` starts a translation decoder from it with `decoder_export: <this directory>`.\n")
+        (tmp / CARD_FILE).write_text(card, encoding="utf-8")
         if onnx:
             from seqae.export.onnx import export_onnx
 
