@@ -13,6 +13,7 @@ from seqae.runs import Run, SpeechRun, TextRun, load_run
 from seqae.train import pretrain
 from seqae.version import __version__
 
-__all__ = ["Config", "ConfigError", "RecogniserRun", "Run", "SpeechRun", "TextRun", "Tokenizer", "TranslationRun", "build_model",
-           "build_token_autoencoder", "export_run", "load_config", "load_config_dict", "load_decoder", "load_encoder",
-           "load_recogniser", "load_run", "load_translation", "pretrain", "train_tokenizer", "__version__"]
+__all__ = ["Config", "ConfigError", "RecogniserRun", "Run", "SpeechRun", "TextRun", "Tokenizer", "TranslationRun",
+           "build_model", "build_token_autoencoder", "export_run", "load_config", "load_config_dict", "load_decoder",
+           "load_encoder", "load_recogniser", "load_run", "load_translation", "pretrain", "train_tokenizer",
+           "__version__"]

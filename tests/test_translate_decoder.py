@@ -49,7 +49,8 @@ def test_export_with_decoder_holds_the_runs_decoder_and_load_decoder_loads_the_s
     run = load_run(Path(decoder_export).parent / "run")
     decoder, tokenizer = load_decoder(decoder_export)
     parts = ("embedding.", "decoder.", "out_proj.", "out_bias")
-    expected = {k: v for k, v in run.model.state_dict().items() if k.startswith(parts) and not k.startswith(UNUSED_PREFIX)}
+    expected = {k: v for k, v in run.model.state_dict().items()
+                if k.startswith(parts) and not k.startswith(UNUSED_PREFIX)}
     got = decoder.state_dict()
     assert set(got) == set(expected) and len(got) > 10
     assert all(torch.equal(got[k], expected[k]) for k in got)

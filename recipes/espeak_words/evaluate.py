@@ -5,14 +5,15 @@
 
 Writes DIR/metrics.json (the run's metrics.json: heldout_mse, ap_z, ap_mean_frames, ap_downsampled, ...,
 plus the files written here) and DIR/reconstructions/<n>_<label>.png: the held-out log-Mel (CMVN'd) above
-the one the decoder generated from z.
+the one the decoder generated from z. With --audio, also <n>_<label>.orig.wav / .rebuilt.wav through
+Griffin-Lim (logmel features only). The PNGs need matplotlib; without it they are skipped with a note.
 
 With --test (a split touched once, at the end: the run's own held-out split is then the dev split whose
 metrics chose the configuration), the run's same-different keys are renamed `dev_*` (`dev_ap_z`, ...) and the test
 split is scored: `ap_z`, `speaker_ap_z`, and the downsampled-frame baseline (10 frames, CMVN from the --train
 manifest's words) on three feature sets (13 MFCCs, 40-bin log-Mel, 40-bin Kaldi fbank): `ap_baselines`,
-`ap_best_baseline` (the highest), `best_baseline` and `ap_ratio_best_baseline` = ap_z / ap_best_baseline. With --audio, also <n>_<label>.orig.wav / .rebuilt.wav through
-Griffin-Lim (logmel features only). The PNGs need matplotlib; without it they are skipped with a note.
+`ap_best_baseline` (the highest), `best_baseline` and `ap_ratio_best_baseline` = ap_z / ap_best_baseline.
+
 The librispeech and speech_commands recipes use this script too. Recipes are scripts: nothing imports this.
 """
 

@@ -22,16 +22,15 @@ import yaml
 
 from seqae.checkpoint import CheckpointError, load_latest, state_mismatch
 from seqae.config import ConfigError, load_config_dict
+from seqae.data.batching import TokenBudgetBatcher
 from seqae.export.decoder import load_decoder
 from seqae.export.encoder import ExportError
-from seqae.data.batching import TokenBudgetBatcher
 from seqae.finetune.asr import CtcModel
 from seqae.finetune.common import init_encoder
 from seqae.finetune.config import FinetuneConfig
 from seqae.finetune.ctc import CharVocab, ctc_greedy_decode
-from seqae.frontend.audio import load_audio
-from seqae.frontend.collate import collate_frames
 from seqae.finetune.translate import Translator, build_target_decoder, translate_ids
+from seqae.frontend.audio import load_audio
 from seqae.frontend.tokenizer import BOS_ID, EOS_ID, Tokenizer
 
 
