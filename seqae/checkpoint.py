@@ -96,6 +96,16 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
+def load_run_weights(model: torch.nn.Module, ckpt: dict[str, Any], run_dir: Path) -> None:
+    """Put a checkpoint of `run_dir` (`load_latest`) into the model its config.yaml describes, strictly;
+    CheckpointError naming the keys that do not fit, never a half-loaded model."""
+    problems = state_mismatch(model.state_dict(), ckpt["model"])
+    if problems:
+        raise CheckpointError(f"{run_dir / 'checkpoints'}: the step {ckpt['step']} weights do not fit the model "
+                              f"{run_dir / 'config.yaml'} describes ({problems})")
+    model.load_state_dict(ckpt["model"])
+
+
 def load_latest(run_dir: Path) -> dict[str, Any] | None:
     """The newest usable checkpoint of a run (falling back past broken ones with a warning), or None."""
     candidates = list_checkpoints(run_dir)

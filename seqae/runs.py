@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from seqae.checkpoint import CheckpointError, load_latest, state_mismatch
+from seqae.checkpoint import CheckpointError, load_latest, load_run_weights
 from seqae.config import Config, ConfigError, load_config_dict
 from seqae.data.manifest import ManifestRow, SkipReport
 from seqae.data.speech import MANIFEST_SUFFIXES, load_speech_features, read_rows, read_splits
@@ -226,11 +226,7 @@ def load_run(path: str | Path) -> Run:
         tokenizer = Tokenizer.load(run_dir / "tokenizer.model")
         model = build_model(config, vocab_size=tokenizer.vocab_size)
         run = TextRun(run_dir=run_dir, config=config, model=model, step=ckpt["step"], tokenizer=tokenizer)
-    problems = state_mismatch(run.model.state_dict(), ckpt["model"])
-    if problems:
-        raise CheckpointError(f"{run_dir / 'checkpoints'}: the step {ckpt['step']} weights do not fit the model "
-                              f"{run_dir / 'config.yaml'} describes ({problems})")
-    run.model.load_state_dict(ckpt["model"])
+    load_run_weights(run.model, ckpt, run_dir)
     run.model.eval()
     return run
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from seqae.config import ModelConfig, load_config_dict
-from seqae.export.encoder import CONFIG_FILE, TOKENIZER_FILE, ExportError, check_format, load_weights, read_json
+from seqae.export.encoder import CONFIG_FILE, ExportError, check_format, load_weights, read_json, read_tokenizer
 from seqae.frontend.tokenizer import PAD_ID, Tokenizer
 from seqae.models.builder import build_token_decoder
 from seqae.models.decoders import TokenDecoder
@@ -58,13 +58,7 @@ def load_decoder(path: str | Path, *, weights: bool = True) -> tuple[TokenDecode
         decoder = build_token_decoder(model, config["decoder"]["vocab_size"], pad_id=PAD_ID)
     except (KeyError, TypeError, ValueError) as err:
         raise ExportError(f"{root / CONFIG_FILE}: cannot build the decoder it describes ({err})") from None
-    try:
-        tokenizer = Tokenizer.load(root / TOKENIZER_FILE)
-    except (RuntimeError, ValueError, OSError) as err:
-        raise ExportError(f"{root / TOKENIZER_FILE}: not a usable SentencePiece model ({err})") from None
-    if tokenizer.vocab_size != decoder.vocab_size:
-        raise ExportError(f"{root / TOKENIZER_FILE}: {tokenizer.vocab_size} pieces, but the decoder has "
-                          f"{decoder.vocab_size}")
+    tokenizer = read_tokenizer(root, decoder.vocab_size)
     if weights:
         load_weights(decoder, root / DECODER_FILE, root / CONFIG_FILE, drop_prefix=UNUSED_PREFIX)
     return decoder.eval(), tokenizer

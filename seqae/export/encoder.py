@@ -213,6 +213,19 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def read_tokenizer(root: Path, vocab_size: int) -> Tokenizer:
+    """The export's tokenizer.model, which must have the `vocab_size` its config.json says; FileNotFoundError or
+    ExportError naming the file."""
+    try:
+        tokenizer = Tokenizer.load(root / TOKENIZER_FILE)
+    except (RuntimeError, ValueError) as err:
+        raise ExportError(f"{root / TOKENIZER_FILE}: not a usable SentencePiece model ({err})") from None
+    if tokenizer.vocab_size != vocab_size:
+        raise ExportError(f"{root / TOKENIZER_FILE}: {tokenizer.vocab_size} pieces, but {root / CONFIG_FILE} says "
+                          f"{vocab_size}")
+    return tokenizer
+
+
 def check_format(config: dict[str, Any], path: Path) -> None:
     """ExportError naming `path` unless `config` is this seqae's export format and version, of a known kind."""
     if config.get("format") != FORMAT or config.get("format_version") != FORMAT_VERSION:
@@ -244,13 +257,7 @@ def load_encoder(path: str | Path, *, weights: bool = True) -> PretrainedEncoder
                           f"{err})") from None
     tokenizer = extractor = cmvn = None
     if config["kind"] == "text":
-        try:
-            tokenizer = Tokenizer.load(root / TOKENIZER_FILE)
-        except (RuntimeError, ValueError) as err:
-            raise ExportError(f"{root / TOKENIZER_FILE}: not a usable SentencePiece model ({err})") from None
-        if tokenizer.vocab_size != config["frontend"]["vocab_size"]:
-            raise ExportError(f"{root / TOKENIZER_FILE}: {tokenizer.vocab_size} pieces, but {root / CONFIG_FILE} "
-                              f"says {config['frontend']['vocab_size']}")
+        tokenizer = read_tokenizer(root, config["frontend"]["vocab_size"])
     else:
         features = read_json(root / FEATURES_FILE)
         try:

@@ -2,10 +2,9 @@
 translations (`seqae translate RUN "sentence"`), and `load_recogniser(run_dir)` -> `RecogniserRun`, whose
 `transcribe(audio_files)` gives greedy CTC transcripts (`seqae transcribe RUN a.wav`).
 
-A run is rebuilt from its config.yaml, its target_tokenizer.model and its newest checkpoint; the export its
-config names as the architecture (the encoder's shapes and front end, and with `decoder_architecture` the
-decoder's shapes) must still be where it was; no training data is read. A translation run also needs its
-target_tokenizer.model, a recogniser its characters.json.
+A run is rebuilt from its config.yaml, its newest checkpoint and its target_tokenizer.model (translation) or
+characters.json (recognition); the export its config names as the architecture (the encoder's shapes and front
+end, and with `decoder_architecture` the decoder's shapes) must still be where it was; no training data is read.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from typing import Sequence
 import torch
 import yaml
 
-from seqae.checkpoint import CheckpointError, load_latest, state_mismatch
+from seqae.checkpoint import CheckpointError, load_latest, load_run_weights
 from seqae.config import ConfigError, load_config_dict
 from seqae.data.batching import TokenBudgetBatcher
 from seqae.export.decoder import load_decoder
@@ -78,15 +77,6 @@ def _open(path: str | Path, task: str) -> tuple[Path, FinetuneConfig, dict]:
     return run_dir, config, ckpt
 
 
-def _load_weights(model: torch.nn.Module, ckpt: dict, run_dir: Path) -> None:
-    problems = state_mismatch(model.state_dict(), ckpt["model"])
-    if problems:
-        raise CheckpointError(f"{run_dir / 'checkpoints'}: the step {ckpt['step']} weights do not fit the model "
-                              f"{run_dir / 'config.yaml'} describes ({problems})")
-    model.load_state_dict(ckpt["model"])
-    model.eval()
-
-
 def load_translation(path: str | Path) -> TranslationRun:
     """A fine-tuned translation run (`seqae finetune translate`), ready to translate. Raises FileNotFoundError,
     ConfigError or CheckpointError naming the file."""
@@ -106,7 +96,8 @@ def load_translation(path: str | Path) -> TranslationRun:
     else:
         target = build_target_decoder(config.decoder, target_tokenizer.vocab_size)
     model = Translator(encoder=encoder, target=target)
-    _load_weights(model, ckpt, run_dir)
+    load_run_weights(model, ckpt, run_dir)
+    model.eval()
     max_len = config.data.max_len or encoder.config["frontend"]["max_len"]
     return TranslationRun(run_dir=run_dir, config=config, model=model.eval(), source_tokenizer=encoder.tokenizer,
                           target_tokenizer=target_tokenizer, max_len=max_len, step=ckpt["step"])
@@ -151,5 +142,6 @@ def load_recogniser(path: str | Path) -> RecogniserRun:
     vocab = CharVocab(tuple(json.loads(chars_path.read_text(encoding="utf-8"))["chars"]))
     encoder = init_encoder(dataclasses.replace(config, encoder=None, architecture=config.encoder_spec), kind="speech")
     model = CtcModel(encoder=encoder, num_classes=vocab.num_classes, layer_weights=config.layer_weights)
-    _load_weights(model, ckpt, run_dir)
+    load_run_weights(model, ckpt, run_dir)
+    model.eval()
     return RecogniserRun(run_dir=run_dir, config=config, model=model, vocab=vocab, step=ckpt["step"])

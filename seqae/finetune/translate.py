@@ -160,9 +160,9 @@ class PairData:
     src: list[list[int]]
     tgt: list[list[int]]
     refs: list[str]
+    """The raw target sentences (BLEU references)."""
     sources: list[str]
     """The raw source sentences (shown beside their translations)."""
-    """The raw target sentences (BLEU references)."""
 
 
 @dataclass
