@@ -168,6 +168,9 @@ class ModelConfig:
     """Speech: reconstruction loss on real frames."""
     stop_weight: float = 1.0
     """Speech: weight of the stop (end-of-sequence) predictor's loss."""
+    frame_prediction_weight: float = 0.0
+    """Speech: weight of a per-position loss beside the bottleneck's: a linear head on every top encoder state
+    predicts the clean input frames under it, L1 on the frames the noise masked (TERA/Mockingjay). 0: off."""
 
     def __post_init__(self) -> None:
         for name in ("embed_dim", "hidden_dim", "decoder_dim", "encoder_layers", "decoder_layers", "num_heads",
@@ -185,6 +188,8 @@ class ModelConfig:
         _check(self.reduction_factor >= 1, "model.reduction_factor", f"must be >= 1, got {self.reduction_factor}")
         _check(0.0 <= self.prenet_dropout < 1.0, "model.prenet_dropout", "must be in [0, 1)")
         _check(self.stop_weight >= 0, "model.stop_weight", "must be >= 0")
+        _check(self.frame_prediction_weight >= 0, "model.frame_prediction_weight",
+               f"must be >= 0, got {self.frame_prediction_weight}")
         _check(self.pooling != "cls" or self.encoder == "transformer", "model.pooling",
                "'cls' needs model.encoder: transformer; allowed for RNN encoders: last, mean, attention")
 

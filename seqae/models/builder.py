@@ -92,6 +92,7 @@ def build_frame_autoencoder(cfg: ModelConfig, feature_dim: int, *, regularize: R
         reduction_factor=cfg.reduction_factor, prenet_dim=cfg.prenet_dim, prenet_dropout=cfg.prenet_dropout,
         frame_loss=cfg.frame_loss, stop_weight=cfg.stop_weight,
         contractive_weight=regularize.contractive_weight, contractive_projections=regularize.contractive_projections,
+        frame_prediction_weight=cfg.frame_prediction_weight, frames_per_state=SUBSAMPLING[cfg.frontend],
     )
 
 

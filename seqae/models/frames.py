@@ -8,6 +8,11 @@ with zeros that never count in the loss); the input at step s is the last frame 
 at s = 0), read through a prenet. A stop head gives one logit per step, trained to 1 at the step holding the last
 real frame and 0 before it. Generation therefore gives exact lengths for r = 1; for r > 1 a generated length is
 rounded up to a whole step, (s + 1)·r at stopping step s, i.e. at most r - 1 frames past the true length.
+
+Optionally (frame_prediction_weight > 0) a per-position loss asks the encoder states themselves for phonetic detail,
+beside the bottleneck: a linear head on each top encoder state predicts the f clean input frames under it (f: the
+front end's subsampling factor; state t' covers frames f·t' .. f·t'+f-1), scored with L1 on the frames the noise
+corrupted, as in TERA / Mockingjay's masked-frame reconstruction.
 """
 
 from __future__ import annotations
@@ -167,7 +172,8 @@ class FrameAutoencoder(nn.Module):
     def __init__(self, *, frontend: nn.Module, encoder: nn.Module, bottleneck: nn.Module, decoder: nn.Module,
                  feature_dim: int, reduction_factor: int = 1, prenet_dim: int = 256, prenet_dropout: float = 0.5,
                  prenet_always_on: bool = False, frame_loss: str = "mse", stop_weight: float = 1.0,
-                 contractive_weight: float = 0.0, contractive_projections: int = 1) -> None:
+                 contractive_weight: float = 0.0, contractive_projections: int = 1,
+                 frame_prediction_weight: float = 0.0, frames_per_state: int = 1) -> None:
         super().__init__()
         self.contractive_weight, self.contractive_projections = contractive_weight, contractive_projections
         if frame_loss not in FRAME_LOSSES:
@@ -181,6 +187,12 @@ class FrameAutoencoder(nn.Module):
                              always_on=prenet_always_on)
         self.out_proj = Linear(decoder.output_dim, reduction_factor * feature_dim)
         self.stop_head = Linear(decoder.output_dim, 1)
+        if frame_prediction_weight < 0 or frames_per_state < 1:
+            raise ValueError(f"frame_prediction_weight must be >= 0 and frames_per_state >= 1, got "
+                             f"{frame_prediction_weight} and {frames_per_state}")
+        self.frame_prediction_weight, self.frames_per_state = frame_prediction_weight, frames_per_state
+        if frame_prediction_weight > 0:  # only then: runs without it keep their parameter names
+            self.frame_head = Linear(encoder.output_dim, frames_per_state * feature_dim)
 
     @property
     def min_frames(self) -> int:
@@ -204,6 +216,22 @@ class FrameAutoencoder(nn.Module):
             aux = {**aux, "contractive": self.contractive_weight * penalty}
         return z, aux, enc
 
+    def frame_prediction(self, enc: EncoderOutput, clean: Tensor, lengths: Tensor,
+                         corrupted: Tensor | None = None) -> Tensor:
+        """The per-position loss: L1 between frame_head(states) and the clean frames under each state.
+
+        enc: the encoder output for frames with `lengths` [B]; clean: [B, T, F] the uncorrupted input; corrupted:
+        [B, T] the frames the noise changed. Scored on the real frames covered by a state that are corrupted, or on
+        every real covered frame when no frame of the batch is corrupted (no noise, evaluation). A scalar.
+        """
+        f, (B, S, _) = self.frames_per_state, enc.states.shape
+        pred = self.frame_head(enc.states).view(B, S * f, self.feature_dim)  # (B, S·f, F), S·f <= T
+        covered = lengths_to_mask(enc.lengths * f, S * f) & lengths_to_mask(lengths, S * f)  # (B, S·f)
+        if corrupted is not None and bool((corrupted[:, : S * f] & covered).any()):
+            covered = covered & corrupted[:, : S * f]
+        diff = (pred - clean[:, : S * f])[covered]  # (N, F)
+        return diff.abs().mean()
+
     # ---- decoder side
 
     def _project(self, h: Tensor) -> tuple[Tensor, Tensor]:
@@ -219,17 +247,25 @@ class FrameAutoencoder(nn.Module):
         return torch.cat([torch.zeros_like(last_of_step[:, :1]), last_of_step[:, :-1]], dim=1)
 
     def forward(self, frames: Tensor, lengths: Tensor, targets: Tensor | None = None,
-                target_lengths: Tensor | None = None) -> FrameOutput:
+                target_lengths: Tensor | None = None, *, clean: Tensor | None = None,
+                corrupted: Tensor | None = None) -> FrameOutput:
         """Encode `frames` ([B, T, F], lengths [B]); teacher-force the decoder on `targets` (default: frames).
 
         `target_lengths` defaults to `lengths`. Target frames past their length are zeroed, so they can change
         nothing: the decoder is fed only real frames at real steps, and the loss reads only real frames.
+        With frame_prediction_weight > 0, `clean` [B, T, F] (default: frames) and `corrupted` [B, T] give the
+        per-position loss (`frame_prediction`), added to the aux terms, weighted.
         """
         if targets is None:
             targets = frames
         target_lengths = lengths if target_lengths is None else target_lengths
         _check_frames("targets", targets, target_lengths, self.feature_dim)
-        z, aux, _ = self.encode(frames, lengths)
+        z, aux, enc = self.encode(frames, lengths)
+        if self.frame_prediction_weight > 0:
+            clean = frames if clean is None else clean
+            _check_frames("clean", clean, lengths, self.feature_dim)
+            loss = self.frame_prediction(enc, clean, lengths, corrupted)
+            aux = {**aux, "frame_prediction": self.frame_prediction_weight * loss}
         B, T, _ = targets.shape
         S = math.ceil(T / self.reduction_factor)
         targets = _zero_padding(targets, target_lengths)

@@ -122,16 +122,20 @@ class SpeechTask:
 
     def batch_examples(self, examples: list[tuple[int, torch.Tensor]], epoch: int,
                        targets: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """The batch of `(index, frames)` examples (the index seeds the noise); targets default to the inputs."""
+        """The batch of `(index, frames)` examples (the index seeds the noise); targets default to the clean inputs
+        (`clean`, which the per-position loss reads)."""
         pairs = [self.corrupt(x, epoch=epoch, index=i) for i, x in examples]
         frames, lengths = collate_frames([p[0] for p in pairs])
-        targets, target_lengths = collate_frames(targets if targets is not None else [x for _, x in examples])
+        clean, clean_lengths = collate_frames([x for _, x in examples])  # (B, T, F) the inputs before the noise
+        targets, target_lengths = collate_frames(targets) if targets is not None else (clean, clean_lengths)
         mask = torch.nn.utils.rnn.pad_sequence([p[1] for p in pairs], batch_first=True)  # (B, T)
-        return {"frames": frames, "lengths": lengths, "targets": targets, "target_lengths": target_lengths,
-                "corrupted": mask}
+        batch = {"frames": frames, "lengths": lengths, "targets": targets, "target_lengths": target_lengths,
+                 "corrupted": mask, "clean": clean}
+        return batch
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        out = self.model(batch["frames"], batch["lengths"], batch["targets"], batch["target_lengths"])
+        out = self.model(batch["frames"], batch["lengths"], batch["targets"], batch["target_lengths"],
+                         clean=batch["clean"], corrupted=batch["corrupted"])
         return self.model.loss(out)
 
     @torch.no_grad()
