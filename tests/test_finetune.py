@@ -279,6 +279,11 @@ def test_config_errors_name_the_key(tmp_path):
         load_config_dict({"encoder": "x", "data": {"train": "x"}, "decoder": {"layer": 2}}, FinetuneConfig)
     with pytest.raises(ConfigError, match=r"label_fraction: must be in \(0, 1\]"):
         load_config_dict({"encoder": "x", "data": {"train": "x"}, "label_fraction": 0}, FinetuneConfig)
+    with pytest.raises(ConfigError, match="noise: only for task: asr"):
+        load_config_dict({"task": "translate", "encoder": "x", "data": {"train": "x"},
+                          "noise": [{"type": "time_mask"}]}, FinetuneConfig)
+    with pytest.raises(ConfigError, match=r"noise\[0\].type: 'delete' is a text noise"):
+        load_config_dict({"encoder": "x", "data": {"train": "x"}, "noise": [{"type": "delete"}]}, FinetuneConfig)
     path = tmp_path / "ft.yaml"
     path.write_text("task: translate\nencoder: x\ndata: {train: x}\n")
     assert load_finetune_config(path, ["encoder=null", "architecture=y"]).encoder_spec == "y"
@@ -370,6 +375,31 @@ def test_asr_run_logs_wer_and_a_resumed_run_logs_the_same_losses(speech_export, 
     assert resumed["test_cer"] == full["test_cer"]
     with pytest.raises(ConfigError, match="started with another config"):
         finetune(asr_config(repo, speech_export, tmp_path, label_fraction=0.25), tmp_path / "full")
+
+
+def test_specaugment_noise_masks_training_batches_only_reproducibly_and_resumes(speech_export, tmp_path, request):
+    from seqae.finetune.asr import AsrTask
+
+    noise = [{"type": "time_mask", "ratio": 0.2, "span": 3}, {"type": "freq_mask", "max_width": 3, "num_masks": 1}]
+    config = asr_config(request.config.rootpath, speech_export, tmp_path, noise=noise)
+    (tmp_path / "task").mkdir()
+    (tmp_path / "clean").mkdir()
+    task = AsrTask(config, tmp_path / "task")
+    clean = AsrTask(asr_config(request.config.rootpath, speech_export, tmp_path), tmp_path / "clean")
+    batch, again, plain = task.batch([0, 3], epoch=1), task.batch([0, 3], epoch=1), clean.batch([0, 3], epoch=1)
+    assert torch.equal(batch["frames"], again["frames"])  # (seed, epoch, index) fixes the noise
+    assert not torch.equal(batch["frames"], plain["frames"]) and torch.equal(batch["lengths"], plain["lengths"])
+    assert not torch.equal(task.batch([0, 3], epoch=2)["frames"], batch["frames"])
+    assert torch.equal(batch["targets"], plain["targets"])
+    assert "time_mask" in task.summary()
+    hyps = task.transcribe(task.data.train[:2])[0]  # evaluation reads the clean features: deterministic
+    assert task.transcribe(task.data.train[:2])[0] == hyps
+    full = finetune(config, tmp_path / "full")
+    finetune(config, tmp_path / "resumed", stop_after=2)
+    resumed = finetune(config, tmp_path / "resumed")
+    losses = {run: [r["loss"] for r in map(json.loads, (tmp_path / run / "metrics.jsonl").read_text().splitlines())
+                    if "loss" in r and "eval" not in r] for run in ("full", "resumed")}
+    assert losses["full"] == losses["resumed"] and resumed["test_cer"] == full["test_cer"]
 
 
 def test_ctc_overfits_a_few_utterances(speech_export, tmp_path, request):

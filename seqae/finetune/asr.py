@@ -33,6 +33,7 @@ from seqae.finetune.ctc import BLANK_ID, CharVocab, ctc_greedy_decode, ctc_min_f
 from seqae.frontend.collate import collate_frames
 from seqae.frontend.features import FeatureCache
 from seqae.models.fast.linear import Linear
+from seqae.tasks.text import build_noise
 
 
 class CtcModel(nn.Module):
@@ -130,6 +131,7 @@ class AsrTask:
         self.targets = [self.vocab.encode(t) for t in self.data.train_text]
         self.model = CtcModel(encoder=encoder, num_classes=self.vocab.num_classes,
                               layer_weights=config.layer_weights, freeze_encoder=config.freeze_encoder)
+        self.noise = build_noise(config.noise, "frames")
         self._drop_unalignable()
 
     def _features(self, encoder: PretrainedEncoder, rows: list[ManifestRow], texts: list[str], stats: dict
@@ -200,16 +202,22 @@ class AsrTask:
     def summary(self) -> str:
         s = self.data.stats["train"]
         evals = ", ".join(f"{len(f)} {split}" for split, (f, _) in self.data.eval.items()) or "no evaluation data"
+        noise = f"; noise: {self.noise.describe()}" if self.noise is not None else ""
         return (f"data: {len(self.data.train)} labelled train utterances ({s['labelled']} drawn of {s['rows']} "
                 f"with transcripts, label_fraction {self.config.label_fraction:g}; {s['unalignable']} too short for "
-                f"CTC); {evals}; {self.vocab.num_classes - 1} characters + blank")
+                f"CTC); {evals}; {self.vocab.num_classes - 1} characters + blank{noise}")
 
     def train_lengths(self) -> list[int]:
         return [x.shape[0] for x in self.data.train]
 
     def batch(self, indices: list[int], epoch: int) -> dict[str, Tensor]:
-        """frames [B, T, F], lengths [B], targets [N] (concatenated characters), target_lengths [B]."""
-        frames, lengths = collate_frames([self.data.train[i] for i in indices])
+        """frames [B, T, F] (with the config's noise), lengths [B], targets [N] (concatenated characters),
+        target_lengths [B]."""
+        inputs = [self.data.train[i] for i in indices]
+        if self.noise is not None:
+            seed = self.config.train.seed
+            inputs = [self.noise(x, seed=seed, epoch=epoch, index=i)[0] for x, i in zip(inputs, indices)]
+        frames, lengths = collate_frames(inputs)
         targets = torch.tensor([c for i in indices for c in self.targets[i]], dtype=torch.long)
         target_lengths = torch.tensor([len(self.targets[i]) for i in indices], dtype=torch.long)
         return {"frames": frames, "lengths": lengths, "targets": targets, "target_lengths": target_lengths}

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from seqae.config import Normalization, TrainConfig, _check, load_config
+from seqae.config.noise import NoiseEntry, check_noise
 
 __all__ = ["DecoderConfig", "FinetuneConfig", "FinetuneDataConfig", "TargetTokenizerConfig", "load_finetune_config"]
 
@@ -133,6 +134,10 @@ class FinetuneConfig:
     """ASR: a learned softmax-weighted sum of every encoder layer instead of the top layer."""
     label_fraction: float = 1.0
     """Use only this fraction of the labelled training examples (a seeded subset, the same for every init)."""
+    noise: tuple[NoiseEntry, ...] = ()
+    """ASR: frame noises applied to training inputs (SpecAugment-style: time_mask, freq_mask, ...; the same
+    entries as a speech pretraining config's `noise:`), seeded by (train.seed, epoch, utterance). Evaluation
+    reads clean features."""
     data: FinetuneDataConfig = field(default_factory=FinetuneDataConfig)
     """Labelled data and batching."""
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
@@ -148,6 +153,8 @@ class FinetuneConfig:
         _check(0.0 < self.label_fraction <= 1.0, "label_fraction", f"must be in (0, 1], got {self.label_fraction}")
         _check(self.encoder_lr is None or self.encoder_lr > 0, "encoder_lr", f"must be > 0, got {self.encoder_lr}")
         _check(not (self.layer_weights and self.task != "asr"), "layer_weights", "only for task: asr")
+        _check(not (self.noise and self.task != "asr"), "noise", "only for task: asr")
+        check_noise(self.noise, "speech")
         for key in ("decoder_export", "decoder_architecture"):
             _check(getattr(self, key) is None or self.task == "translate", key, "only for task: translate")
 
