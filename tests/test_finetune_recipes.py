@@ -32,7 +32,7 @@ def recipe_module(name: str):
 def test_shipped_configs_are_valid(name):
     here = REPO / "recipes" / name
     task = {"espeak_asr": "asr", "trans_de_en": "translate"}[name]
-    for file in ("config.yaml", "debug.yaml"):
+    for file in ("config.yaml", "debug.yaml", "topline.yaml")[: 3 if name == "espeak_asr" else 2]:
         config = load_finetune_config(here / file)
         assert config.task == task and config.encoder is not None
         scratch = load_finetune_config(here / file, ["encoder=null", "architecture=export"])
@@ -197,17 +197,47 @@ def test_espeak_asr_prepare_writes_manifests_from_a_librispeech_tree(tmp_path):
     assert json.loads((out / "prepare.json").read_text())["skipped"] == 0
 
 
+def test_unlabelled_sentences_come_from_the_dictionary_and_never_equal_a_used_one(tmp_path):
+    prepare = recipe_module("espeak_asr")
+    ding = tmp_path / "de-en"
+    ding.write_text(DING, encoding="utf-8")
+    assert prepare.dictionary_sentences(ding) == ["The dog barks very loudly.", "It ain't over.", "That is good.",
+                                                 "She is not here.", "I am going home now."]
+    assert prepare._key("The dog, barks very LOUDLY!") == prepare._key("the dog barks very loudly.")
+
+
 @pytest.mark.slow
 @needs_espeak
 def test_espeak_asr_debug_end_to_end(tmp_path):
     out = tmp_path / "asr"
     run_recipe("espeak_asr", "--out", str(out))
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("wer_pretrained", "wer_scratch", "cer_pretrained", "cer_scratch"):
-        assert metrics[key] >= 0.0
-    assert metrics["test_utterances"] == 6 and metrics["labelled_utterances"] == 12
-    train = [json.loads(line) for line in (out / "data" / "train.jsonl").read_text().splitlines()]
-    test = [json.loads(line) for line in (out / "data" / "test.jsonl").read_text().splitlines()]
-    assert not {r["speaker"] for r in train} & {r["speaker"] for r in test}  # speaker-disjoint
-    assert not {r["text"] for r in train} & {r["text"] for r in test}
-    assert (out / "export" / "features.json").is_file()
+    for key in ("wer_topline", "cer_topline"):
+        assert 0.0 <= metrics[key]
+    for fraction in ("0.02", "0.1"):
+        for m, init in itertools.product(("wer", "cer"), ("pretrained", "scratch")):
+            seeds = metrics[f"{m}_{init}_{fraction}_seeds"]
+            assert len(seeds) == 3 and metrics[f"{m}_{init}_{fraction}"] == pytest.approx(sum(seeds) / 3)
+    for m, init in itertools.product(("wer", "cer"), ("pretrained", "scratch")):
+        assert len(metrics[f"{m}_frozen_{init}_0.02_seeds"]) == 3
+    objectives = ("ae", "neighbours", "frames")
+    assert metrics["best_objective"] in objectives
+    selection = json.loads((out / "selection.json").read_text())
+    assert selection["best"] == min(objectives, key=lambda o: (selection["objectives"][o]["heldout_cer"],
+                                                                  selection["objectives"][o]["heldout_wer"]))
+    assert all(f"dev_cer_{r}_{o}_0.02" in metrics for r in ("full", "frozen") for o in (*objectives, "scratch"))
+    assert len(metrics["frozen_layer_weights_0.02"]) == 2 and metrics["labelled_utterances_0.02"] >= 1
+    rows = {split: [json.loads(line) for line in (out / "data" / f"{split}.jsonl").read_text().splitlines()]
+            for split in ("train", "heldout", "test", "unlabelled")}
+    speakers = {split: {r["speaker"] for r in rs} for split, rs in rows.items()}
+    texts = {split: {r["text"] for r in rs} for split, rs in rows.items()}
+    for a, b in itertools.combinations(rows, 2):  # speakers and sentences disjoint across all four
+        assert not speakers[a] & speakers[b] and not texts[a] & texts[b], (a, b)
+    pretrain_rows = (out / "data" / "pretrain.jsonl").read_text().splitlines()
+    assert len(pretrain_rows) == len(rows["train"]) + len(rows["unlabelled"])
+    assert metrics["unlabelled_to_train_duration"] > 0
+    for objective in objectives:
+        assert (out / f"export_{objective}" / "features.json").is_file()
+    assert "frame_prediction" in (out / "pretrain_frames" / "metrics.jsonl").read_text()
+    assert "frame_prediction" not in (out / "pretrain_ae" / "metrics.jsonl").read_text()
+    assert (out / "results.md").read_text().count("|") > 40

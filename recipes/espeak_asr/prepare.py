@@ -1,7 +1,8 @@
 """Spoken sentences with known transcripts for CTC fine-tuning: espeak-ng synthesis, or a LibriSpeech tree.
 
     python recipes/espeak_asr/prepare.py --out DIR [--train-speakers 40] [--heldout-speakers 5]
-        [--test-speakers 10] [--train-sentences 40] [--eval-sentences 20] [--seed 0] [--jobs 2]
+        [--test-speakers 10] [--train-sentences 40] [--eval-sentences 20] [--unlabelled-speakers 125]
+        [--unlabelled-sentences 80] [--unlabelled-text /usr/share/trans/de-en] [--seed 0] [--jobs 2]
     python recipes/espeak_asr/prepare.py --out DIR --librispeech ROOT [--splits train-clean-100,dev-clean,test-clean]
 
 Synthesis: sentences come from data/fortunes/train.txt (BSD, shipped), kept when they are 3-10 words of plain
@@ -16,7 +17,14 @@ transcripts repeat across speakers but never across splits. Each file is
 
 with leading and trailing silence trimmed (no dither: byte-identical reruns).
 
-Output: DIR/audio/<speaker>/<speaker>_<n>.flac, DIR/{train,heldout,test}.jsonl (seqae manifests: path, text,
+Unlabelled audio (for pretraining only; its transcripts are kept in the manifest for provenance and never read by
+the recipe): --unlabelled-speakers further voices (disjoint from the train, heldout and test voices) each read
+--unlabelled-sentences sentences drawn from the English side of Debian's trans-de-en (--unlabelled-text, the Ding
+dictionary's example sentences, filtered like the fortunes) and the fortunes left out of every pool. No unlabelled
+sentence equals (case and punctuation aside) a train, heldout or test sentence: the audio is other sentences by
+other speakers. Without the dictionary file only the left-over fortunes are used (prepare.json says which).
+
+Output: DIR/audio/<speaker>/<speaker>_<n>.flac, DIR/{train,heldout,test,unlabelled}.jsonl (seqae manifests: path, text,
 speaker, duration), DIR/speakers.jsonl and DIR/prepare.json. With --librispeech, the three manifests are written
 from ROOT/<split> (seqae.data.corpora.librispeech_folder; problems listed in DIR/skipped.txt) and nothing is
 synthesised. Recipes are scripts, not a package: nothing imports this file.
@@ -49,14 +57,37 @@ SPEEDS = tuple(range(130, 181, 10))
 TRIM = ("silence", "1", "0.01", "0.1%", "reverse", "silence", "1", "0.01", "0.1%", "reverse")
 PLAIN = re.compile(r"[A-Z][a-z]*(['-][a-z]+)*,?( [A-Za-z][a-z]*(['-][a-z]+)*,?)*[.!?]")
 SPLITS = ("train", "heldout", "test")
+SYNTHESISED = (*SPLITS, "unlabelled")
+DING = Path("/usr/share/trans/de-en")
+
+
+def plain(lines) -> list[str]:
+    """The lines espeak-ng reads as written (see the module docstring), de-duplicated, in order."""
+    lines = dict.fromkeys(line.strip() for line in lines)
+    return [s for s in lines if PLAIN.fullmatch(s) and 3 <= len(s.split()) <= 10 and not s.endswith(",.")]
 
 
 def plain_sentences(path: Path, seed: int) -> list[str]:
     """The sentences of `path` that espeak-ng reads as written, de-duplicated, shuffled with `seed`."""
-    lines = dict.fromkeys(line.strip() for line in path.read_text(encoding="utf-8").splitlines())
-    kept = [s for s in lines if PLAIN.fullmatch(s) and 3 <= len(s.split()) <= 10 and not s.endswith(",.")]
+    kept = plain(path.read_text(encoding="utf-8").splitlines())
     random.Random(seed).shuffle(kept)
     return kept
+
+
+def dictionary_sentences(path: Path) -> list[str]:
+    """The plain English example sentences of a Ding dictionary file (`German :: English` lines, alternatives
+    separated by ` | ` and `; `), in file order."""
+    parts = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.startswith("#") and " :: " in line:
+                parts += [p for alt in line.split(" :: ", 1)[1].split(" | ") for p in alt.split("; ")]
+    return plain(parts)
+
+
+def _key(sentence: str) -> str:
+    """A sentence without case and punctuation, to compare sentences across sources."""
+    return " ".join(re.sub(r"[^a-z' ]", " ", sentence.lower()).split())
 
 
 def voices(count: int, seed: int) -> list[tuple[str, str, int, int]]:
@@ -95,9 +126,23 @@ def synthesise(args: argparse.Namespace) -> dict:
     pool_size = {s: min(per_speaker[s] * speakers[s], len(sentences) // 3) for s in SPLITS}
     start = {"train": 0, "heldout": pool_size["train"], "test": pool_size["train"] + pool_size["heldout"]}
     pools = {s: sentences[start[s]: start[s] + pool_size[s]] for s in SPLITS}
-    table = voices(sum(speakers.values()), args.seed)
-    jobs, first = {s: [] for s in SPLITS}, 0
-    for split in SPLITS:
+    table = voices(sum(speakers.values()) + args.unlabelled_speakers, args.seed)
+    used = {_key(t) for s in SPLITS for t in pools[s]}
+    leftover = [t for t in sentences if _key(t) not in used]
+    text_source = ["data/fortunes/train.txt (left over)"]
+    if args.unlabelled_speakers and args.unlabelled_text.is_file():
+        extra = dictionary_sentences(args.unlabelled_text)
+        random.Random(args.seed).shuffle(extra)
+        leftover += [t for t in extra if _key(t) not in used]
+        text_source.append(str(args.unlabelled_text))
+    pools["unlabelled"] = list(dict.fromkeys(leftover))
+    if args.unlabelled_speakers and not pools["unlabelled"]:
+        sys.exit("prepare.py: no sentence is left for the unlabelled audio (every usable one is in train, heldout "
+                 f"or test, and {args.unlabelled_text} is missing): install trans-de-en or pass "
+                 "--unlabelled-speakers 0")
+    speakers["unlabelled"], per_speaker["unlabelled"] = args.unlabelled_speakers, args.unlabelled_sentences
+    jobs, first = {s: [] for s in SYNTHESISED}, 0
+    for split in SYNTHESISED:
         for k in range(speakers[split]):
             spk, voice = f"spk{first + k:03d}", table[first + k]
             (args.out / "audio" / spk).mkdir(parents=True, exist_ok=True)
@@ -107,8 +152,8 @@ def synthesise(args: argparse.Namespace) -> dict:
                 jobs[split].append((text, spk, voice, args.out / "audio" / spk / f"{spk}_{n:03d}.flac"))
         first += speakers[split]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        list(pool.map(lambda job: speak(job[0], job[2], job[3]), [j for s in SPLITS for j in jobs[s]]))
-    for split in SPLITS:
+        list(pool.map(lambda job: speak(job[0], job[2], job[3]), [j for s in SYNTHESISED for j in jobs[s]]))
+    for split in SYNTHESISED:
         rows = [ManifestRow(path=path, text=text, speaker=spk, duration=sf.info(str(path)).duration)
                 for text, spk, _, path in jobs[split]]
         write_manifest(rows, args.out / f"{split}.jsonl")
@@ -116,9 +161,12 @@ def synthesise(args: argparse.Namespace) -> dict:
         for i, (accent, variant, pitch, speed) in enumerate(table):
             f.write(json.dumps({"speaker": f"spk{i:03d}", "accent": accent, "variant": variant, "pitch": pitch,
                                 "speed": speed}) + "\n")
+    hours = {s: sum(sf.info(str(job[3])).duration for job in jobs[s]) / 3600 for s in SYNTHESISED}
     return {"source": "espeak-ng", "usable_sentences": len(sentences), "seed": args.seed,
-            **{f"{s}_speakers": speakers[s] for s in SPLITS}, **{f"{s}_sentences": len(pools[s]) for s in SPLITS},
-            **{f"{s}_utterances": len(jobs[s]) for s in SPLITS}}
+            "unlabelled_text": text_source, **{f"{s}_speakers": speakers[s] for s in SYNTHESISED},
+            **{f"{s}_sentences": len({job[0] for job in jobs[s]}) for s in SYNTHESISED},
+            **{f"{s}_utterances": len(jobs[s]) for s in SYNTHESISED}, **{f"{s}_hours": hours[s] for s in SYNTHESISED},
+            "unlabelled_to_train_duration": hours["unlabelled"] / hours["train"] if hours["train"] else None}
 
 
 def librispeech(args: argparse.Namespace) -> dict:
@@ -148,16 +196,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test-speakers", type=int, default=10)
     parser.add_argument("--train-sentences", type=int, default=40, help="sentences each train speaker reads")
     parser.add_argument("--eval-sentences", type=int, default=20, help="sentences each heldout/test speaker reads")
+    parser.add_argument("--unlabelled-speakers", type=int, default=125, help="voices of the unlabelled audio")
+    parser.add_argument("--unlabelled-sentences", type=int, default=80, help="sentences each of them reads")
+    parser.add_argument("--unlabelled-text", type=Path, default=DING, help="a Ding dictionary file (trans-de-en)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2, choices=(1, 2))
     args = parser.parse_args(argv)
     counts = (args.train_speakers, args.heldout_speakers, args.test_speakers, args.train_sentences, args.eval_sentences)
-    if min(counts) < 1:
-        parser.error("speaker and sentence counts must be >= 1")
+    if min(counts) < 1 or min(args.unlabelled_speakers, args.unlabelled_sentences) < 0:
+        parser.error("speaker and sentence counts must be >= 1 (unlabelled ones >= 0)")
     args.out.mkdir(parents=True, exist_ok=True)
     report = librispeech(args) if args.librispeech else synthesise(args)
     (args.out / "prepare.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    counts = ", ".join(f"{report[split + '_utterances']} {split}" for split in SPLITS)
+    counts = ", ".join(f"{report[s + '_utterances']} {s}" for s in SYNTHESISED if s + "_utterances" in report)
     print(f"wrote {counts} utterances to {args.out}")
 
 
