@@ -118,6 +118,11 @@ def test_decoder_architecture_alone_gives_the_same_shapes_and_tokenizer_with_ran
     assert not any(torch.equal(got[k], ref[k]) for k in ("out_proj.weight", "embedding.weight"))
     assert all(torch.equal(v, again.model.target.state_dict()[k]) for k, v in got.items())  # seeded
     assert scratch.target_tokenizer.serialized() == tokenizer.serialized()
+    # a pretrained decoder changes the decoder's weights only: the bridge and the rest start as in the random run
+    pretrained = TranslateTask(translate_config(pairs, encoder=None, architecture=str(decoder_export),
+                                                decoder_export=str(decoder_export)), tmp_path / "c")
+    others = {k: v for k, v in scratch.model.state_dict().items() if not k.startswith("target.")}
+    assert others and all(torch.equal(v, pretrained.model.state_dict()[k]) for k, v in others.items())
 
 
 def test_decoder_export_errors_name_the_key_and_the_fix(decoder_export, tmp_path, request):

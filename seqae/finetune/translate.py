@@ -113,7 +113,8 @@ def build_translator(encoder: PretrainedEncoder, cfg: DecoderConfig, vocab_size:
 def init_target(config: FinetuneConfig) -> tuple[TokenDecoder, Tokenizer] | None:
     """The target side of `config.decoder_spec` (an export written with `--decoder`): its decoder built with
     random weights after seeding with train.seed + 1, given the export's weights when `decoder_export` is set; and
-    its tokenizer. None without a decoder export (the `decoder` section describes the decoder)."""
+    its tokenizer. None without a decoder export (the `decoder` section describes the decoder). The RNG ends in the
+    same state either way, so the modules built next (the bridge) start alike in pretrained and random-init runs."""
     if config.decoder_spec is None:
         return None
     key = "decoder_architecture" if config.decoder_architecture is not None else "decoder_export"
@@ -121,7 +122,8 @@ def init_target(config: FinetuneConfig) -> tuple[TokenDecoder, Tokenizer] | None
         torch.manual_seed(config.train.seed + 1)
         target, tokenizer = load_decoder(config.decoder_spec, weights=False)
         if config.decoder_export is not None:
-            pretrained, pretrained_tokenizer = load_decoder(config.decoder_export)
+            with torch.random.fork_rng(devices=[]):  # building it draws random weights: leave the RNG as it was, so
+                pretrained, pretrained_tokenizer = load_decoder(config.decoder_export)  # what follows is the same
             if pretrained_tokenizer.serialized() != tokenizer.serialized():
                 raise ExportError(f"{config.decoder_export} and {config.decoder_architecture} have different "
                                   "tokenizers")
