@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create (or reuse) the project's virtual environment in .venv and install seqae with its test extra.
+# Create (or reuse) the project's virtual environment in .venv and install seqae with its test extra and the
+# optional sentence-transformers and transformers loaders (their tests run with them).
 # Idempotent: a second run only checks that everything is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,6 @@ stamp=.venv/.seqae-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "setup: installing seqae and its dependencies into .venv (torch 2.11.0 + torchaudio 2.11.0: ~70 s the first time)"
     .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e '.[dev]'
+    .venv/bin/python -m pip install --quiet -e '.[dev,st,hf]'
     touch "$stamp"
 fi
