@@ -102,7 +102,7 @@ def test_the_full_loss_adds_the_weighted_term_and_overfits_masked_frames():
     out = model(masked, lengths, clean=frames, corrupted=corrupted)
     total, stats = model.loss(out)
     assert stats["frame_prediction"] == pytest.approx(float(out.aux["frame_prediction"].detach()))
-    assert float(total) == pytest.approx(stats["frame_loss"] + stats["stop_loss"] + stats["frame_prediction"],
+    assert float(total.detach()) == pytest.approx(stats["frame_loss"] + stats["stop_loss"] + stats["frame_prediction"],
                                          rel=1e-5)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     first = stats["frame_prediction"]
