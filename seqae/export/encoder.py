@@ -259,17 +259,23 @@ def load_encoder(path: str | Path, *, weights: bool = True) -> PretrainedEncoder
     if config["kind"] == "text":
         tokenizer = read_tokenizer(root, config["frontend"]["vocab_size"])
     else:
-        features = read_json(root / FEATURES_FILE)
-        try:
-            extractor = FeatureExtractor.from_settings(features["features"])
-            cmvn = Cmvn.from_dict(features["cmvn"]) if features.get("cmvn") is not None else None
-        except (KeyError, TypeError, ValueError) as err:
-            raise ExportError(f"{root / FEATURES_FILE}: {err}") from None
+        extractor, cmvn = read_features(root / FEATURES_FILE)
     model = PretrainedEncoder(config=config, encoder=stack, bottleneck=bottleneck, tokenizer=tokenizer,
                               feature_extractor=extractor, cmvn=cmvn)
     if weights:
         load_weights(model, root / WEIGHTS_FILE, root / CONFIG_FILE)
     return model.eval()
+
+
+def read_features(path: Path) -> tuple[FeatureExtractor, Cmvn | None]:
+    """A speech export's features.json: its feature extractor and CMVN statistics (ExportError naming the file)."""
+    features = read_json(path)
+    try:
+        extractor = FeatureExtractor.from_settings(features["features"])
+        cmvn = Cmvn.from_dict(features["cmvn"]) if features.get("cmvn") is not None else None
+    except (KeyError, TypeError, ValueError) as err:
+        raise ExportError(f"{path}: {err}") from None
+    return extractor, cmvn
 
 
 def load_weights(model: nn.Module, path: Path, config_path: Path, *, drop_prefix: str | None = None) -> None:

@@ -39,10 +39,9 @@ from seqae.export.encoder import (
     PretrainedEncoder,
     build_modules,
     check_format,
-    read_json,
+    read_features,
     read_tokenizer,
 )
-from seqae.frontend.features import Cmvn, FeatureExtractor
 from seqae.models.layers import lengths_to_mask
 
 HUB_ARGS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
@@ -130,13 +129,7 @@ class SeqaeModel(PreTrainedModel):
             root = Path(cached_file(path, TOKENIZER_FILE, **hub)).parent
             self._wrap(tokenizer=read_tokenizer(root, config["frontend"]["vocab_size"]))
             return
-        file = Path(cached_file(path, FEATURES_FILE, **hub))
-        features = read_json(file)
-        try:
-            extractor = FeatureExtractor.from_settings(features["features"])
-            cmvn = Cmvn.from_dict(features["cmvn"]) if features.get("cmvn") is not None else None
-        except (KeyError, TypeError, ValueError) as err:
-            raise ExportError(f"{file}: {err}") from None
+        extractor, cmvn = read_features(Path(cached_file(path, FEATURES_FILE, **hub)))
         self._wrap(feature_extractor=extractor, cmvn=cmvn)
 
     def _init_weights(self, module: nn.Module) -> None:
